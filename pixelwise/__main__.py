@@ -1,0 +1,3 @@
+from pixelwise.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,65 @@
+"""``pixelwise evaluate``: score a checkpoint on a dataset split; table on stdout, JSON on disk."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from pixelwise.cli.common import add_dataset, add_device, parse_assignments
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("evaluate", help="evaluate a checkpoint",
+                                   description="Evaluate a checkpoint; the dataset defaults to the one it was trained on.")
+    parser.add_argument("--checkpoint", required=True, help="RUN/best.pt or RUN/last.pt")
+    add_dataset(parser)
+    parser.add_argument("--split", default="val", help="train | val | test (default: val)")
+    parser.add_argument("--json", help="write the metrics to this JSON file")
+    parser.add_argument("--no-progress", action="store_true")
+    add_device(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from torch.utils.data import DataLoader
+
+    from pixelwise.data import build_dataset
+    from pixelwise.data.transforms import eval_transforms
+    from pixelwise.engine import evaluate, load_model
+    from pixelwise.engine.builders import resolve_device
+    from pixelwise.metrics import format_table
+
+    device = resolve_device(args.device or "auto")
+    model, checkpoint = load_model(args.checkpoint, device)
+    trained = checkpoint["config"]
+    name = args.dataset or checkpoint["dataset"]
+    same_dataset = name == checkpoint["dataset"]
+    root = args.data_root or (trained.get("data_root") if same_dataset else None)
+    kwargs = {**(trained.get("dataset_kwargs", {}) if same_dataset else {}),
+              **parse_assignments(args.dataset_arg, "--dataset-arg")}
+    dataset = build_dataset(name, root, args.split, eval_transforms(), **kwargs)
+    check_classes(dataset.classes, checkpoint, args.checkpoint)
+    loader = DataLoader(dataset, batch_size=1)
+    metrics = evaluate(model, loader, num_classes=checkpoint["num_classes"], ignore_index=dataset.ignore_index,
+                       device=device, progress=not args.no_progress)
+    print(format_table(metrics, list(dataset.classes)))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(metrics_json(metrics, dataset.classes), indent=2))
+    return 0
+
+
+def check_classes(classes, checkpoint: dict, path: str) -> None:
+    if list(classes) != list(checkpoint["classes"]):
+        raise ValueError(f"{path} was trained on {checkpoint['num_classes']} classes {checkpoint['classes']}, "
+                         f"but the dataset has {len(classes)}: {list(classes)}")
+
+
+def metrics_json(metrics: dict, classes) -> dict:
+    """The summary scores plus ``per_class: {name: {iou, accuracy, dice}}`` (NaN -> null: absent)."""
+    from pixelwise.engine.trainer import json_safe
+    from pixelwise.metrics import per_class_table
+
+    summary = {key: metrics[key] for key in ("pixel_accuracy", "mean_accuracy", "miou", "fwiou", "dice")}
+    return json_safe({**summary, "per_class": per_class_table(metrics, list(classes))})

@@ -1,0 +1,51 @@
+"""``pixelwise`` command line: one subcommand module each, all thin wrappers of the Python API."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from pixelwise import __version__
+from pixelwise.cli import data, demo, evaluate, models, predict, train
+
+COMMANDS = (train, evaluate, predict, models, data, demo)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pixelwise", description="Image segmentation, end to end.")
+    parser.add_argument("--version", action="version", version=f"pixelwise {__version__}")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in COMMANDS:
+        command.add_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except USER_ERRORS as error:  # bad input: a message, not a traceback
+        if os.environ.get("PIXELWISE_DEBUG"):
+            raise
+        print(f"pixelwise {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"pixelwise {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from pixelwise.engine.trainer import TrainingError
+    from pixelwise.registry import UnknownNameError
+
+    # ValueError covers DatasetError, CheckpointError and ConfigError; FileExistsError RunExistsError;
+    # TypeError a model argument the builder does not take. PIXELWISE_DEBUG=1 shows tracebacks.
+    return (ValueError, TypeError, UnknownNameError, FileNotFoundError, FileExistsError, TrainingError)
+
+
+USER_ERRORS = _user_errors()
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,26 @@
+"""``pixelwise models``: the registered models with their parameter counts."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("models", help="list registered models with parameter counts")
+    parser.add_argument("--num-classes", type=int, default=21, help="classes to count parameters for (default 21)")
+    parser.add_argument("--markdown", action="store_true", help="print the README model table")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pixelwise.models import list_models, model_info, model_table_markdown, parameter_count
+
+    if args.markdown:
+        print(model_table_markdown(args.num_classes))
+        return 0
+    names = list_models()
+    width = max(map(len, names))
+    print(f"{'model':<{width}}  {f'params ({args.num_classes} classes)':>22}  paper")
+    for name in names:
+        print(f"{name:<{width}}  {parameter_count(name, args.num_classes):>22,}  {model_info(name)['paper']}")
+    return 0

@@ -1,0 +1,35 @@
+"""``pixelwise predict``: label PNGs (with a palette) and optional overlays for images of any size."""
+
+from __future__ import annotations
+
+import argparse
+
+from pixelwise.cli.common import add_device
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("predict", help="segment images with a checkpoint")
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--input", required=True, help="an image file or a folder of images")
+    parser.add_argument("--output", required=True, help="folder for NAME.png (and NAME_overlay.png)")
+    parser.add_argument("--overlay", action="store_true", help="also write colour overlays with a legend")
+    add_device(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from pixelwise.engine import load_model, predict_files
+    from pixelwise.engine.builders import resolve_device
+    from pixelwise.engine.inference import list_images
+    from pixelwise.visualize import default_palette
+
+    device = resolve_device(args.device or "auto")
+    model, checkpoint = load_model(args.checkpoint, device)
+    palette = checkpoint.get("palette")
+    palette = default_palette(checkpoint["num_classes"]) if palette is None else np.asarray(palette, np.uint8)
+    written = predict_files(model, list_images(args.input), args.output, palette=palette,
+                            class_names=checkpoint["classes"], overlay=args.overlay, device=device, progress=True)
+    print(f"wrote {len(written)} files to {args.output}")
+    return 0

@@ -1,0 +1,68 @@
+"""``pixelwise train``: train a model from flags and/or a YAML recipe; resumable."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from pixelwise.cli.common import add_dataset, add_device, parse_assignments
+
+# flag -> TrainConfig field, for the flags whose value is stored as it is.
+SCALAR_FLAGS = {
+    "model": str, "epochs": int, "batch_size": int, "crop": int, "optimizer": str, "lr": float,
+    "momentum": float, "weight_decay": float, "warmup_iters": int, "poly_power": float,
+    "grad_clip": float, "loss": str, "eval_every": int, "log_every": int, "num_workers": int,
+    "seed": int, "out": str, "train_split": str, "val_split": str,
+}
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("train", help="train a model",
+                                   description="Train a segmentation model. Flags override --config.")
+    parser.add_argument("--config", help="YAML recipe with TrainConfig keys (see configs/)")
+    for name, kind in SCALAR_FLAGS.items():
+        parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None)
+    parser.add_argument("--model-arg", action="append", metavar="KEY=VALUE",
+                        help="model builder argument, e.g. base_width=32 (repeatable)")
+    add_dataset(parser)
+    add_device(parser)
+    parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
+                        help="mixed precision (bf16 on CPU, fp16 on CUDA)")
+    parser.add_argument("--resume", help="RUN/last.pt: continue that run (its recipe; flags override)")
+    parser.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(run=run)
+
+
+def config_from_args(args: argparse.Namespace):
+    """Recipe = checkpoint's (when resuming) or --config's or the defaults, then explicit flags."""
+    from pathlib import Path
+
+    from pixelwise.engine import TrainConfig, load_checkpoint
+
+    if args.resume:
+        base = dict(load_checkpoint(args.resume)["config"])
+        base["out"] = str(Path(args.resume).parent)
+    elif args.config:
+        base = TrainConfig.from_yaml(args.config).to_dict()
+    else:
+        base = {}
+    overrides = {name: getattr(args, name) for name in SCALAR_FLAGS if getattr(args, name) is not None}
+    for flag in ("dataset", "data_root", "device", "amp"):
+        if getattr(args, flag) is not None:
+            overrides[flag] = getattr(args, flag)
+    if args.model_arg:
+        overrides["model_kwargs"] = {**base.get("model_kwargs", {}), **parse_assignments(args.model_arg, "--model-arg")}
+    if args.dataset_arg:
+        overrides["dataset_kwargs"] = {**base.get("dataset_kwargs", {}),
+                                       **parse_assignments(args.dataset_arg, "--dataset-arg")}
+    return TrainConfig.from_dict({**base, **overrides}, source=args.config or "flags")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pixelwise.engine import train
+
+    summary = train(config_from_args(args), resume=args.resume, overwrite=args.overwrite,
+                    progress=not args.no_progress)
+    print(json.dumps({k: summary[k] for k in ("epochs_completed", "iterations", "best_miou", "best_epoch")}))
+    return 0

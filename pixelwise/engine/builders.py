@@ -1,0 +1,194 @@
+"""The config layer: turns a :class:`TrainConfig` into datasets, loaders, a model and a trainer.
+
+Modules never read configs; this file is the only place that does. ``train(config)`` is the
+Python equivalent of ``pixelwise train``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from pixelwise.data import build_dataset
+from pixelwise.data.sampling import EpochSampler, SeededDataset
+from pixelwise.data.transforms import eval_transforms, train_transforms
+from pixelwise.engine.checkpoint import CheckpointError, load_checkpoint, load_model_state
+from pixelwise.engine.config import TrainConfig
+from pixelwise.engine.optim import build_optimizer, build_scheduler
+from pixelwise.engine.trainer import Trainer
+from pixelwise.losses import build_loss
+from pixelwise.models import create_model
+
+# Files a run directory holds; --overwrite removes exactly these and nothing else.
+RUN_FILES = ("last.pt", "best.pt", "log.jsonl", "metrics.json", "curves.png", "config.yaml")
+
+
+class RunExistsError(FileExistsError):
+    """The output directory already holds a run and neither resume nor overwrite was asked."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when available; asking for CUDA without one is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available; use --device cpu")
+    return device
+
+
+def build_datasets(config: TrainConfig) -> tuple[Dataset, Dataset]:
+    train_tf = train_transforms(config.crop, scale=config.scale, hflip=config.hflip,
+                                color=config.color, elastic=config.elastic)
+    build = lambda split, tf: build_dataset(config.dataset, config.data_root, split, tf,  # noqa: E731
+                                            **config.dataset_kwargs)
+    return build(config.train_split, train_tf), build(config.val_split, eval_transforms())
+
+
+def distributed_rank_and_size() -> tuple[int, int]:
+    """Join the process group ``torchrun`` describes in the environment; (0, 1) without one."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size == 1:
+        return 0, 1
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def prepare_run_dir(out_dir: str | Path, *, resume: bool, overwrite: bool) -> Path:
+    """Refuse to mix two runs in one folder; ``overwrite`` deletes only a run's own files."""
+    out_dir = Path(out_dir)
+    existing = [name for name in RUN_FILES if (out_dir / name).exists()]
+    if existing and not (resume or overwrite):
+        raise RunExistsError(
+            f"{out_dir} already holds a run ({', '.join(existing)}); pass --resume {out_dir / 'last.pt'} "
+            "to continue it, --overwrite to replace it, or choose another --out")
+    if overwrite and not resume:
+        for name in existing:
+            (out_dir / name).unlink()
+        shutil.rmtree(out_dir / "tensorboard", ignore_errors=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return out_dir
+
+
+def model_meta(config: TrainConfig, dataset: Any, in_channels: int = 3) -> dict[str, Any]:
+    """What a checkpoint needs to rebuild and describe its model without the recipe."""
+    palette = getattr(dataset, "palette", None)
+    return {
+        "model_name": config.model,
+        "model_kwargs": dict(config.model_kwargs),
+        "num_classes": len(dataset.classes),
+        "in_channels": in_channels,
+        "classes": list(dataset.classes),
+        "palette": None if palette is None else np.asarray(palette).tolist(),
+        "ignore_index": int(getattr(dataset, "ignore_index", 255)),
+        "dataset": config.dataset,
+        "config": config.to_dict(),
+    }
+
+
+def check_resume_compatible(checkpoint: dict[str, Any], meta: dict[str, Any], source: str) -> None:
+    """Resuming into a different model or label set is an error that lists every difference."""
+    keys = ("model_name", "model_kwargs", "num_classes", "in_channels", "classes")
+    differences = [f"{key}: checkpoint {checkpoint.get(key)!r} vs now {meta[key]!r}"
+                   for key in keys if checkpoint.get(key) != meta[key]]
+    if differences:
+        raise CheckpointError(f"cannot resume from {source}: " + "; ".join(differences))
+
+
+def build_trainer(config: TrainConfig, *, resume: str | Path | None = None, overwrite: bool = False,
+                  progress: bool = True) -> Trainer:
+    """Everything ``pixelwise train`` builds, ready to ``fit()``."""
+    rank, world_size = distributed_rank_and_size()
+    device = resolve_device(config.device)
+    if device.type == "cuda" and world_size > 1:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    checkpoint = load_checkpoint(resume) if resume else None
+    out_dir = prepare_run_dir(config.out, resume=checkpoint is not None, overwrite=overwrite) if rank == 0 \
+        else Path(config.out)
+
+    train_set, val_set = build_datasets(config)
+    meta = model_meta(config, train_set)
+    torch.manual_seed(config.seed)  # the initial weights
+    model = create_model(config.model, num_classes=meta["num_classes"], **config.model_kwargs).to(device)
+    model = _wrap_distributed(model, device, world_size)  # before the optimizer: SyncBN makes new params
+    total_iters = config.epochs * _batches_per_epoch(len(train_set), config.batch_size, world_size)
+    optimizer = build_optimizer(model, config.optimizer, lr=config.lr, weight_decay=config.weight_decay,
+                                momentum=config.momentum)
+    scheduler = build_scheduler(optimizer, total_iters=total_iters, warmup_iters=config.warmup_iters,
+                                power=config.poly_power)
+    sampler = EpochSampler(len(train_set), seed=config.seed, rank=rank, world_size=world_size, drop_last=True)
+    trainer = Trainer(
+        model, build_loss(config.loss, ignore_index=meta["ignore_index"], class_weights=config.class_weights),
+        optimizer, scheduler, _train_loader(train_set, sampler, config, world_size), sampler,
+        val_loader=_val_loader(val_set, config, rank, world_size), out_dir=out_dir, epochs=config.epochs,
+        num_classes=meta["num_classes"], device=device, class_names=meta["classes"], amp=config.amp,
+        grad_clip=config.grad_clip, eval_every=config.eval_every, log_every=config.log_every,
+        seed=config.seed, checkpoint_meta=meta, progress=progress, rank=rank,
+    )
+    if checkpoint is not None:
+        check_resume_compatible(checkpoint, meta, str(resume))
+        trainer.load_state_dict(checkpoint, source=str(resume))
+    elif rank == 0:
+        import yaml
+
+        (out_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    return trainer
+
+
+def train(config: TrainConfig, *, resume: str | Path | None = None, overwrite: bool = False,
+          progress: bool = True) -> dict[str, Any]:
+    """Train as ``pixelwise train`` does; returns the run summary (also in ``metrics.json``)."""
+    return build_trainer(config, resume=resume, overwrite=overwrite, progress=progress).fit()
+
+
+def load_model(checkpoint_path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
+    """Rebuild the model a checkpoint describes, load its weights, return ``(model, checkpoint)``."""
+    checkpoint = load_checkpoint(checkpoint_path)
+    model = create_model(checkpoint["model_name"], num_classes=checkpoint["num_classes"],
+                         in_channels=checkpoint["in_channels"], **checkpoint["model_kwargs"])
+    load_model_state(model, checkpoint["model"], source=str(checkpoint_path))
+    return model.to(device).eval(), checkpoint
+
+
+def _batches_per_epoch(size: int, batch_size: int, world_size: int) -> int:
+    per_rank = (size - size % world_size) // world_size
+    if per_rank < batch_size:
+        raise ValueError(f"the training split has {size} samples ({per_rank} per process), fewer than "
+                         f"batch_size={batch_size}; lower --batch-size or add data")
+    return per_rank // batch_size
+
+
+def _train_loader(dataset: Dataset, sampler: EpochSampler, config: TrainConfig, world_size: int) -> DataLoader:
+    _batches_per_epoch(len(dataset), config.batch_size, world_size)
+    return DataLoader(
+        SeededDataset(dataset, seed=config.seed), batch_size=config.batch_size, sampler=sampler,
+        drop_last=True, num_workers=config.num_workers, persistent_workers=config.num_workers > 0,
+        # A private generator: creating the iterator must not consume the global RNG, or a
+        # resumed run would draw different dropout masks than an uninterrupted one.
+        generator=torch.Generator().manual_seed(config.seed), pin_memory=torch.cuda.is_available(),
+    )
+
+
+def _val_loader(dataset: Dataset, config: TrainConfig, rank: int, world_size: int) -> DataLoader:
+    # Batch size 1: validation images keep their full, possibly different, sizes.
+    sampler = EpochSampler(len(dataset), shuffle=False, rank=rank, world_size=world_size)
+    return DataLoader(SeededDataset(dataset, seed=config.seed), batch_size=1, sampler=sampler,
+                      num_workers=config.num_workers, generator=torch.Generator())
+
+
+def _wrap_distributed(model: nn.Module, device: torch.device, world_size: int) -> nn.Module:
+    if world_size == 1:
+        return model
+    model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    device_ids = [device.index] if device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)

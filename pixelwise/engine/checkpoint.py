@@ -1,0 +1,123 @@
+"""One checkpoint format: a dict of tensors and plain values, written atomically.
+
+Loading always uses ``torch.load(weights_only=True)``, so opening a checkpoint can never
+execute code. A checkpoint carries what is needed to rebuild its model without the recipe
+(``model_name``, ``model_kwargs``, ``num_classes``, ``in_channels``, ``classes``) and, for
+training checkpoints, everything needed to resume bit-for-bit (optimizer, scheduler, scaler,
+RNG states, epoch and iteration, the full config).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+FORMAT = "pixelwise-checkpoint/1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read or does not fit the model it is loaded into."""
+
+
+def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
+    """Write ``state`` to ``path`` through a temporary file in the same folder and a rename.
+
+    A crash while writing leaves the previous file intact: ``os.replace`` is atomic.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            torch.save({"format": FORMAT, **state}, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint safely (no code execution) and check its format tag."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # pickle errors, truncated files, foreign objects
+        raise CheckpointError(f"cannot read checkpoint {path}: {error}") from error
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a pixelwise checkpoint (expected format {FORMAT!r})")
+    return state
+
+
+def load_model_state(model: nn.Module, state_dict: dict[str, torch.Tensor], *, source: str) -> None:
+    """``model.load_state_dict`` with an error that lists every mismatch, not just the first."""
+    own = model.state_dict()
+    problems = []
+    missing = sorted(set(own) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(own))
+    if missing:
+        problems.append(f"missing keys: {_shorten(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys: {_shorten(unexpected)}")
+    shapes = [
+        f"{key}: checkpoint {tuple(state_dict[key].shape)} vs model {tuple(own[key].shape)}"
+        for key in sorted(set(own) & set(state_dict))
+        if own[key].shape != state_dict[key].shape
+    ]
+    if shapes:
+        problems.append(f"shape mismatches: {_shorten(shapes)}")
+    if problems:
+        raise CheckpointError(f"{source} does not fit this model; " + "; ".join(problems))
+    model.load_state_dict(state_dict)
+
+
+def _shorten(items: list[str], limit: int = 8) -> str:
+    more = f" ... and {len(items) - limit} more" if len(items) > limit else ""
+    return ", ".join(items[:limit]) + more
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """The state of every random generator training touches, as tensors and plain values."""
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        "numpy": _numpy_state_to_plain(np.random.get_state()),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(_as_tuple(state["python"]))
+    np.random.set_state(_numpy_state_from_plain(state["numpy"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _numpy_state_to_plain(state: tuple) -> dict[str, Any]:
+    name, keys, pos, has_gauss, cached = state
+    return {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+            "has_gauss": int(has_gauss), "cached": float(cached)}
+
+
+def _numpy_state_from_plain(state: dict[str, Any]) -> tuple:
+    keys = state["keys"].numpy().astype(np.uint32)
+    return (state["name"], keys, state["pos"], state["has_gauss"], state["cached"])
+
+
+def _as_tuple(value: Any) -> Any:
+    """Pickle round trips may turn the nested tuples of ``random.getstate`` into lists."""
+    return tuple(_as_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value

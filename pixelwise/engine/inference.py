@@ -1,0 +1,99 @@
+"""Prediction on images of any size: whole-image inference, index PNGs and colour overlays.
+
+>>> import numpy as np, torch
+>>> from pixelwise.models import create_model
+>>> model = create_model("fcn8s_tiny", num_classes=3).eval()
+>>> predict_mask(model, np.zeros((37, 50, 3), np.uint8)).shape
+(37, 50)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch import nn
+
+from pixelwise.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+# Refines logits 1 x C x H x W given the uint8 image H x W x 3 into labels H x W (a CRF, say).
+LabelPostprocess = Callable[[torch.Tensor, np.ndarray], torch.Tensor]
+
+
+def read_rgb(path: str | Path) -> np.ndarray:
+    """An image file as ``H x W x 3`` uint8 RGB; unreadable files raise naming the path."""
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
+    except (UnidentifiedImageError, OSError) as error:
+        raise ValueError(f"cannot read image {path}: {error}") from error
+
+
+def list_images(source: str | Path) -> list[Path]:
+    """One image file, or every image in a folder (sorted, not recursive)."""
+    source = Path(source)
+    if source.is_file():
+        return [source]
+    if not source.is_dir():
+        raise FileNotFoundError(f"input {source} is neither an image file nor a folder")
+    images = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not images:
+        raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in folder {source}")
+    return images
+
+
+def to_model_input(image: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
+    """``H x W x 3`` uint8 -> normalised ``1 x 3 x H x W`` float32, as training saw it."""
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"expected an H x W x 3 uint8 image, got shape {image.shape} dtype {image.dtype}")
+    tensor = torch.tensor(image, device=device)  # a copy: PIL-backed arrays are read-only
+    tensor = tensor.permute(2, 0, 1).float().div_(255)
+    mean = torch.tensor(IMAGENET_MEAN, device=device).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=device).view(3, 1, 1)
+    return ((tensor - mean) / std).unsqueeze(0)
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, image: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Logits ``1 x C x H x W`` for one image at its own resolution (the model pads inside)."""
+    return model(to_model_input(image, device)).float()
+
+
+def predict_mask(model: nn.Module, image: np.ndarray, device: torch.device | str = "cpu",
+                 postprocess: LabelPostprocess | None = None) -> np.ndarray:
+    """The label map ``H x W`` (uint8 when the classes fit, int64 otherwise)."""
+    logits = predict_logits(model, image, device)
+    labels = postprocess(logits, image) if postprocess else logits.argmax(1)[0]
+    labels = labels.cpu().numpy()
+    return labels.astype(np.uint8) if logits.shape[1] <= 255 else labels
+
+
+def predict_files(model: nn.Module, images: Sequence[Path], output_dir: str | Path, *,
+                  palette: np.ndarray, class_names: Sequence[str] | None = None, overlay: bool = False,
+                  device: torch.device | str = "cpu", postprocess: LabelPostprocess | None = None,
+                  progress: bool = False) -> list[Path]:
+    """Write ``NAME.png`` (index PNG with a palette) and optionally ``NAME_overlay.png`` per image."""
+    from tqdm.auto import tqdm
+
+    from pixelwise.visualize import overlay as draw_overlay
+    from pixelwise.visualize import save_index_png
+
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    model.eval()
+    for path in tqdm(images, desc="predict", disable=not progress, unit="image"):
+        image = read_rgb(path)
+        mask = predict_mask(model, image, device, postprocess)
+        save_index_png(mask, palette, output_dir / f"{path.stem}.png")
+        written.append(output_dir / f"{path.stem}.png")
+        if overlay:
+            target = output_dir / f"{path.stem}_overlay.png"
+            draw_overlay(image, mask, palette, class_names=class_names).save(target)
+            written.append(target)
+    return written

@@ -1,0 +1,314 @@
+"""The training loop: a thin, resumable layer over a bare PyTorch loop.
+
+The trainer takes plain objects (model, loss, optimizer, scheduler, loaders) and adds only
+what a run needs to be trusted: periodic evaluation, ``best.pt``/``last.pt`` checkpoints
+written atomically, a JSON-lines log, curves, NaN detection that keeps the last good
+checkpoint, and exact resumption (see :mod:`pixelwise.data.sampling` for how the data order
+and augmentations are made independent of where a run stopped).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from pixelwise.data.sampling import EpochSampler, mix_seed
+from pixelwise.engine.checkpoint import (
+    capture_rng_state,
+    load_model_state,
+    restore_rng_state,
+    save_checkpoint,
+)
+from pixelwise.engine.evaluator import evaluate
+from pixelwise.models import split_outputs
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (a non-finite loss, for example); the last good checkpoint is kept."""
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0  # epochs completed
+    iteration: int = 0  # optimizer steps completed in the whole run
+    epoch_iteration: int = 0  # optimizer steps completed in the current epoch
+    best_miou: float = -math.inf
+    best_epoch: int = -1
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Trainer:
+    """Runs epochs of training with evaluation and checkpoints under ``out_dir``.
+
+    ``checkpoint_meta`` is stored in every checkpoint as it is (model name and arguments, class
+    names, the recipe) so a checkpoint can rebuild its model without the recipe file.
+    """
+
+    def __init__(self, model: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Optimizer,
+                 scheduler: torch.optim.lr_scheduler.LRScheduler, train_loader: DataLoader,
+                 sampler: EpochSampler, *, out_dir: str | Path, epochs: int, num_classes: int,
+                 val_loader: DataLoader | None = None, device: torch.device | str = "cpu",
+                 ignore_index: int = 255, class_names: list[str] | None = None, amp: bool = False,
+                 grad_clip: float | None = None, eval_every: int = 1, log_every: int = 10,
+                 seed: int = 0, checkpoint_meta: dict[str, Any] | None = None,
+                 progress: bool = True, rank: int = 0) -> None:
+        self.device = torch.device(device)
+        self.model = model  # possibly DistributedDataParallel-wrapped
+        self.loss_fn, self.optimizer, self.scheduler = loss_fn, optimizer, scheduler
+        self.train_loader, self.val_loader, self.sampler = train_loader, val_loader, sampler
+        self.out_dir, self.epochs, self.num_classes = Path(out_dir), epochs, num_classes
+        self.ignore_index, self.class_names = ignore_index, class_names
+        self.amp, self.grad_clip = amp, grad_clip
+        self.eval_every, self.log_every, self.seed = eval_every, log_every, seed
+        self.checkpoint_meta = dict(checkpoint_meta or {})
+        self.progress, self.rank = progress, rank
+        self.autocast_dtype = torch.bfloat16 if self.device.type == "cpu" else torch.float16
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=amp and self.device.type == "cuda")
+        self.state = TrainState()
+        self._stop_requested = False
+        self._tensorboard = None
+
+    # ------------------------------------------------------------------ state
+    @property
+    def bare_model(self) -> nn.Module:
+        return getattr(self.model, "module", self.model)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            **self.checkpoint_meta,
+            "model": self.bare_model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": capture_rng_state(),
+            "epoch": self.state.epoch,
+            "iteration": self.state.iteration,
+            "epoch_iteration": self.state.epoch_iteration,
+            "best_miou": self.state.best_miou,
+            "best_epoch": self.state.best_epoch,
+            "history": self.state.history,
+        }
+
+    def load_state_dict(self, checkpoint: dict[str, Any], *, source: str = "checkpoint") -> None:
+        """Restore everything needed to continue exactly where ``checkpoint`` was written."""
+        load_model_state(self.bare_model, checkpoint["model"], source=source)
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.scheduler.load_state_dict(checkpoint["scheduler"])
+        self.scaler.load_state_dict(checkpoint["scaler"])
+        restore_rng_state(checkpoint["rng"])
+        self.state = TrainState(
+            epoch=checkpoint["epoch"], iteration=checkpoint["iteration"],
+            epoch_iteration=checkpoint["epoch_iteration"], best_miou=checkpoint["best_miou"],
+            best_epoch=checkpoint["best_epoch"], history=list(checkpoint["history"]),
+        )
+
+    # ------------------------------------------------------------------ loop
+    def fit(self, *, stop_after: int | None = None) -> dict[str, Any]:
+        """Train until ``epochs`` are done, Ctrl-C is pressed, or ``stop_after`` total steps.
+
+        An interruption (Ctrl-C or ``stop_after``) finishes the current step, writes
+        ``last.pt`` and returns; ``--resume last.pt`` continues from that very step.
+        """
+        self._stop_requested = False
+        with self._interrupt_handler(), self._progress_bar() as bar:
+            while self.state.epoch < self.epochs:
+                if not self._train_epoch(bar, stop_after):
+                    self._save("last.pt")
+                    break
+                self._end_epoch()
+        self._close_tensorboard()
+        return self.summary()
+
+    def _train_epoch(self, bar: Any, stop_after: int | None) -> bool:
+        """One (possibly partial) epoch; returns False when interrupted."""
+        epoch, batch_size = self.state.epoch, self.train_loader.batch_size or 1
+        self.sampler.set_epoch(epoch, start=self.state.epoch_iteration * batch_size)
+        if self.state.epoch_iteration == 0:
+            torch.manual_seed(mix_seed(self.seed, epoch, 1))  # dropout etc.; mid-epoch: restored state
+        self.model.train()
+        started, steps = time.perf_counter(), 0
+        for batch in self.train_loader:
+            loss = self.train_step(batch)
+            steps += 1
+            self.state.iteration += 1
+            self.state.epoch_iteration += 1
+            bar.update(1)
+            if self.state.iteration % self.log_every == 0:
+                self._log_step(bar, loss, steps / (time.perf_counter() - started))
+            if self._stop_requested or (stop_after is not None and self.state.iteration >= stop_after):
+                return False
+        return True
+
+    def train_step(self, batch: dict[str, Any]) -> float:
+        images = batch["image"].to(self.device, non_blocking=True)
+        targets = batch["mask"].to(self.device, non_blocking=True)
+        with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.amp):
+            logits, aux = split_outputs(self.model(images))
+            loss = self.loss_fn(logits.float(), targets)
+            for aux_logits in aux:
+                loss = loss + 0.4 * self.loss_fn(aux_logits.float(), targets)
+        value = loss.item()
+        if not math.isfinite(value):
+            raise TrainingError(self._nan_message(value))
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        return value
+
+    def _end_epoch(self) -> None:
+        self.state.epoch += 1
+        self.state.epoch_iteration = 0
+        epoch = self.state.epoch
+        if self.val_loader is not None and (epoch % self.eval_every == 0 or epoch == self.epochs):
+            self._evaluate()
+        self._save("last.pt")
+
+    def _evaluate(self) -> None:
+        metrics = evaluate(self.bare_model, self.val_loader, num_classes=self.num_classes,
+                           ignore_index=self.ignore_index, device=self.device, amp=self.amp,
+                           progress=False)
+        record = {"kind": "eval", "epoch": self.state.epoch, "iteration": self.state.iteration, **metrics}
+        self.state.history.append(record)
+        self._write_log(record)
+        self._write_tensorboard({f"val/{k}": metrics[k] for k in ("miou", "pixel_accuracy", "fwiou")})
+        if metrics["miou"] > self.state.best_miou:
+            self.state.best_miou, self.state.best_epoch = metrics["miou"], self.state.epoch
+            self._save("best.pt")
+        self._write_summary()
+
+    # ------------------------------------------------------------------ outputs
+    def summary(self) -> dict[str, Any]:
+        evals = [r for r in self.state.history if r["kind"] == "eval"]
+        return {
+            "epochs_completed": self.state.epoch,
+            "iterations": self.state.iteration,
+            "best_miou": self.state.best_miou if evals else None,
+            "best_epoch": self.state.best_epoch if evals else None,
+            "last": evals[-1] if evals else None,
+            "class_names": self.class_names,
+        }
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def _save(self, name: str) -> None:
+        state = self.state_dict()  # every rank advances its RNG identically; only rank 0 writes
+        if self.is_main:
+            save_checkpoint(state, self.out_dir / name)
+
+    def _log_step(self, bar: Any, loss: float, rate: float) -> None:
+        lr = self.optimizer.param_groups[0]["lr"]
+        record = {"kind": "train", "epoch": self.state.epoch, "iteration": self.state.iteration,
+                  "loss": loss, "lr": lr, "it_per_s": rate}
+        self._write_log(record)
+        self._write_tensorboard({"train/loss": loss, "train/lr": lr})
+        bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", refresh=False)
+
+    def _write_log(self, record: dict[str, Any]) -> None:
+        if self.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            with (self.out_dir / "log.jsonl").open("a") as handle:
+                handle.write(json.dumps(json_safe(record)) + "\n")
+
+    def _write_summary(self) -> None:
+        if not self.is_main:
+            return
+        from pixelwise.visualize import plot_curves  # matplotlib is slow to import
+
+        (self.out_dir / "metrics.json").write_text(json.dumps(json_safe(self.summary()), indent=2))
+        plot_curves(read_log(self.out_dir / "log.jsonl"), self.out_dir / "curves.png")
+
+    def _write_tensorboard(self, scalars: dict[str, float]) -> None:
+        if not self.is_main:
+            return
+        if self._tensorboard is None:
+            self._tensorboard = _open_tensorboard(self.out_dir)
+        if self._tensorboard:
+            for tag, value in scalars.items():
+                self._tensorboard.add_scalar(tag, value, self.state.iteration)
+
+    def _close_tensorboard(self) -> None:
+        if self._tensorboard:
+            self._tensorboard.close()
+
+    def _nan_message(self, value: float) -> str:
+        last = self.out_dir / "last.pt"
+        kept = f"the last good checkpoint {last} is kept" if last.exists() else "no checkpoint was written yet"
+        return (f"loss became {value} at epoch {self.state.epoch + 1}, iteration {self.state.iteration + 1}; "
+                f"training stopped and {kept}. Lower the learning rate, enable --grad-clip, "
+                "or check the data for corrupt labels.")
+
+    # ------------------------------------------------------------------ context
+    @contextmanager
+    def _progress_bar(self):
+        total = self.epochs * len(self.train_loader)
+        bar = tqdm(total=total, initial=self.state.iteration, disable=not (self.progress and self.is_main),
+                   unit="it", dynamic_ncols=True, desc="train")
+        try:
+            yield bar
+        finally:
+            bar.close()
+
+    @contextmanager
+    def _interrupt_handler(self):
+        """First Ctrl-C: finish the step, save ``last.pt``, stop. A second one aborts."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def request_stop(signum: int, frame: Any) -> None:
+            if self._stop_requested:
+                raise KeyboardInterrupt
+            self._stop_requested = True
+            print("\ninterrupt: finishing this step and saving last.pt (press Ctrl-C again to abort)")
+
+        previous = signal.signal(signal.SIGINT, request_stop)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
+def json_safe(value: Any) -> Any:
+    """NaN (an absent class's score) -> None, so the files are strict JSON."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    return value
+
+
+def read_log(path: str | Path) -> list[dict[str, Any]]:
+    path = Path(path)
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _open_tensorboard(out_dir: Path) -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is optional: pip install 'pixelwise[tensorboard]'
+        return False
+    return SummaryWriter(log_dir=str(out_dir / "tensorboard"))
+

@@ -1,0 +1,161 @@
+"""The model zoo: every model is built by name from the ``MODELS`` registry.
+
+A builder is ``fn(*, num_classes, in_channels=3, **kwargs) -> nn.Module`` (a function or a class),
+registered with ``@MODELS.register(name, paper=..., params=..., description=..., test_kwargs=...)``:
+
+- ``paper``: the citation; ``description``: one line.
+- ``params``: the parameter count the paper reports, or None; with ``paper_kwargs`` (the
+  arguments, including ``num_classes``, of the configuration it refers to; default 21 classes).
+- ``test_kwargs``: arguments that make the model small for ``tests/models/test_all_models.py``.
+
+Every model follows one output convention (``pixelwise.models.base``); ``split_outputs``
+reads it.
+
+>>> import torch
+>>> model = create_model("unet", num_classes=2, base_width=4, depth=2).eval()
+>>> model(torch.zeros(1, 3, 37, 53)).shape
+torch.Size([1, 2, 37, 53])
+"""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from pixelwise.models import fcn, unet  # noqa: F401  (importing registers the builders)
+from pixelwise.models.base import SegmentationModel, split_outputs
+from pixelwise.registry import MODELS, UnknownNameError
+
+__all__ = [
+    "MODELS",
+    "SegmentationModel",
+    "UnknownNameError",
+    "count_parameters",
+    "create_model",
+    "list_models",
+    "model_info",
+    "model_table_markdown",
+    "parameter_count",
+    "split_outputs",
+]
+
+_COMMON_ARGUMENTS = ("num_classes", "in_channels")
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Sorted names of the registered models matching the shell-style ``pattern``.
+
+    >>> list_models("unet*")
+    ['unet']
+    """
+    return [name for name in MODELS.names() if fnmatch.fnmatchcase(name, pattern)]
+
+
+def create_model(name: str, num_classes: int, in_channels: int = 3, **kwargs: Any) -> nn.Module:
+    """Build the model registered as ``name``; ``kwargs`` go to its builder.
+
+    Raises ``UnknownNameError`` (a ``KeyError`` listing close names) for an unknown name and
+    ``TypeError`` naming the model and its accepted arguments for an unknown keyword.
+
+    >>> create_model("unet", num_classes=2, widht=8)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    TypeError: model 'unet' got unexpected argument(s) 'widht'; it accepts num_classes, ..., base_width, ...
+    """
+    builder = MODELS.get(name)
+    _check_kwargs(name, builder, kwargs)
+    return builder(num_classes=num_classes, in_channels=in_channels, **kwargs)
+
+
+def _builder_parameters(builder: Callable[..., Any]) -> dict[str, inspect.Parameter]:
+    return dict(inspect.signature(builder).parameters)
+
+
+def _check_kwargs(name: str, builder: Callable[..., Any], kwargs: dict[str, Any]) -> None:
+    parameters = _builder_parameters(builder)
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return  # the builder takes **kwargs and checks them itself
+    unexpected = sorted(set(kwargs) - set(parameters))
+    if unexpected:
+        raise TypeError(
+            f"model {name!r} got unexpected argument(s) {', '.join(map(repr, unexpected))}; "
+            f"it accepts {', '.join(parameters)}"
+        )
+
+
+def model_info(name: str) -> dict[str, Any]:
+    """The registration metadata of ``name`` plus ``name`` and ``default_kwargs`` (read from the builder).
+
+    >>> info = model_info("unet")
+    >>> info["default_kwargs"]["depth"], info["params"], info["test_kwargs"]
+    (4, None, {'base_width': 8})
+    """
+    info: dict[str, Any] = {"name": name, "paper": None, "params": None, "description": "", "test_kwargs": {}}
+    info.update(copy.deepcopy(MODELS.metadata(name)))
+    info["default_kwargs"] = {
+        arg: parameter.default
+        for arg, parameter in _builder_parameters(MODELS.get(name)).items()
+        if arg not in _COMMON_ARGUMENTS and parameter.default is not inspect.Parameter.empty
+    }
+    return info
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameter elements of ``model`` (buffers such as batch-norm statistics excluded).
+
+    >>> count_parameters(nn.Conv2d(3, 8, 3))  # 8 * 3 * 3 * 3 weights + 8 biases
+    224
+    """
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def parameter_count(name: str, num_classes: int = 21, in_channels: int = 3, **kwargs: Any) -> int:
+    """Parameters of ``create_model(name, num_classes, in_channels, **kwargs)``, built without memory.
+
+    The model is built on the ``meta`` device, so counting a large model is instant; builders
+    must therefore not read their weights' values (tests/models/test_all_models.py checks).
+
+    >>> parameter_count("unet", num_classes=2, in_channels=1, batch_norm=False)
+    31030658
+    """
+    with torch.device("meta"):
+        return count_parameters(create_model(name, num_classes, in_channels, **kwargs))
+
+
+def _markdown_cell(value: object) -> str:
+    return str(value).replace("|", "\\|")
+
+
+def model_table_markdown(num_classes: int = 21) -> str:
+    """A Markdown table of the registered models, generated from the registry metadata.
+
+    Columns: name, parameters counted with default arguments and ``num_classes`` classes,
+    parameters the paper reports, paper, description.
+    """
+    lines = [
+        f"| Model | Params ({num_classes} classes) | Params (paper) | Paper | Description |",
+        "|---|---:|---:|---|---|",
+    ]
+    for name in list_models():
+        info = model_info(name)
+        paper_params = "—" if info["params"] is None else f"{info['params'] / 1e6:.2f}M"
+        cells = [
+            f"`{name}`",
+            f"{parameter_count(name, num_classes) / 1e6:.2f}M",
+            paper_params,
+            info["paper"] or "",
+            info["description"],
+        ]
+        lines.append("| " + " | ".join(_markdown_cell(cell) for cell in cells) + " |")
+    lines.append("")
+    lines.append(
+        f"Generated by `pixelwise.models.model_table_markdown()`: parameters counted with the default "
+        f"arguments, {num_classes} classes and 3 input channels; — where the paper reports no count."
+    )
+    return "\n".join(lines)

@@ -1,0 +1,238 @@
+"""Colours for label maps: palettes, colourised masks, indexed PNGs, overlays with legends, training curves.
+
+Class ``i`` is drawn with ``palette[i]``; pixels equal to ``ignore_index`` (255) are drawn white
+(``IGNORE_COLOR``): the default palette gives white to no class (only id 2**24 - 1 would map
+there), so "ignored" never looks like class 0, which the VOC palette draws black.
+
+>>> mask = np.array([[0, 1], [2, 255]])
+>>> colorize(mask, default_palette(3)).tolist()
+[[[0, 0, 0], [128, 0, 0]], [[0, 128, 0], [255, 255, 255]]]
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+IGNORE_COLOR = (255, 255, 255)
+_LEGEND_MARGIN = 4
+_LEGEND_MIN_ROWS = 10  # a legend beside a tiny image may be taller than it; wrap into columns after this
+
+
+def default_palette(num_classes: int) -> np.ndarray:
+    """The PASCAL VOC colour map: ``num_classes x 3`` uint8, all colours distinct.
+
+    Class ``i`` spreads its bits over the channels, most significant colour bit first:
+    bit ``3j`` -> red bit ``7 - j``, ``3j + 1`` -> green, ``3j + 2`` -> blue (Everingham et al.,
+    VOC devkit ``labelcolormap.m``). The map is a bijection on 24-bit ids, hence distinct colours.
+
+    >>> default_palette(4).tolist()
+    [[0, 0, 0], [128, 0, 0], [0, 128, 0], [128, 128, 0]]
+    """
+    if num_classes < 0:
+        raise ValueError(f"num_classes must be >= 0, got {num_classes}")
+    ids = np.arange(num_classes, dtype=np.int64)
+    palette = np.zeros((num_classes, 3), dtype=np.int64)
+    for shift in range(8):
+        for channel in range(3):
+            bit = (ids >> (3 * shift + channel)) & 1
+            palette[:, channel] |= bit << (7 - shift)
+    # Bits beyond the 24th (more than 2**24 classes) would collide; no real label set is that large.
+    return palette.astype(np.uint8)
+
+
+def _as_mask(mask: Any) -> np.ndarray:
+    """A 2-D integer array from a numpy array, a CPU tensor or a nested list."""
+    array = np.asarray(mask)
+    if array.ndim != 2 or not (np.issubdtype(array.dtype, np.integer) or array.dtype == bool):
+        raise ValueError(f"a mask is an H x W integer array, got shape {array.shape} dtype {array.dtype}")
+    return array.astype(np.int64)
+
+
+def _resolve_palette(palette: np.ndarray | None, mask: np.ndarray, ignore_index: int | None) -> np.ndarray:
+    if palette is None:
+        classes = mask[mask != ignore_index] if ignore_index is not None else mask
+        return default_palette(int(classes.max()) + 1 if classes.size else 0)
+    palette = np.asarray(palette)
+    if palette.ndim != 2 or palette.shape[1] != 3:
+        raise ValueError(f"a palette is num_classes x 3, got shape {palette.shape}")
+    return palette.astype(np.uint8)
+
+
+def _check_values(mask: np.ndarray, num_colors: int, ignore_index: int | None) -> np.ndarray:
+    """Return the boolean map of pixels to colour; raise on values the palette has no colour for."""
+    valid = mask != ignore_index if ignore_index is not None else np.ones(mask.shape, dtype=bool)
+    bad = np.unique(mask[valid & ((mask < 0) | (mask >= num_colors))])
+    if bad.size:
+        raise ValueError(
+            f"mask values {bad[:10].tolist()} have no colour: the palette has {num_colors} colours "
+            f"(classes 0..{num_colors - 1}) and ignore_index is {ignore_index}"
+        )
+    return valid
+
+
+def colorize(mask: Any, palette: np.ndarray | None = None, ignore_index: int | None = 255) -> np.ndarray:
+    """Colour an ``H x W`` class-index mask: ``H x W x 3`` uint8, ``palette[c]`` for class ``c``.
+
+    Pixels equal to ``ignore_index`` become ``IGNORE_COLOR`` (white). ``palette=None`` uses
+    ``default_palette`` sized to the largest class present. Values without a colour raise
+    ``ValueError``.
+
+    >>> colorize(np.array([[1, 255]]), np.array([[0, 0, 0], [10, 20, 30]])).tolist()
+    [[[10, 20, 30], [255, 255, 255]]]
+    """
+    mask = _as_mask(mask)
+    palette = _resolve_palette(palette, mask, ignore_index)
+    valid = _check_values(mask, len(palette), ignore_index)
+    colored = np.empty((*mask.shape, 3), dtype=np.uint8)
+    colored[...] = IGNORE_COLOR
+    colored[valid] = palette[mask[valid]]
+    return colored
+
+
+def save_index_png(mask: Any, palette: np.ndarray | None, path: str | Path) -> None:
+    """Write ``mask`` as a palette ("P" mode) PNG: pixel values stay class indices, viewers show colours.
+
+    Entry 255 of the attached palette (the ignore index) is ``IGNORE_COLOR``, so the palette may
+    hold at most 255 classes; mask values must be classes of the palette or 255.
+
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "mask.png")
+    >>> save_index_png(np.array([[0, 1], [1, 255]]), default_palette(2), path)
+    >>> image = Image.open(path); image.mode, np.array(image).tolist()
+    ('P', [[0, 1], [1, 255]])
+    """
+    mask = _as_mask(mask)
+    palette = _resolve_palette(palette, mask, 255)
+    if len(palette) > 255:
+        raise ValueError(
+            f"an indexed PNG holds at most 255 classes plus the ignore index, got {len(palette)}"
+        )
+    _check_values(mask, len(palette), 255)
+    full_palette = np.zeros((256, 3), dtype=np.uint8)
+    full_palette[: len(palette)] = palette
+    full_palette[255] = IGNORE_COLOR
+    height, width = mask.shape
+    image = Image.frombytes("P", (width, height), mask.astype(np.uint8).tobytes())
+    image.putpalette(full_palette.tobytes())
+    image.save(path, format="PNG")
+
+
+def _blend(image: np.ndarray, colored: np.ndarray, valid: np.ndarray, alpha: float) -> np.ndarray:
+    """``(1 - alpha) * image + alpha * colour`` on labelled pixels; ignored pixels keep the image."""
+    blended = image.astype(np.float32)
+    blended[valid] = (1 - alpha) * blended[valid] + alpha * colored[valid].astype(np.float32)
+    return np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+
+
+def _draw_legend(entries: Sequence[tuple[tuple[int, int, int], str]], min_height: int) -> Image.Image:
+    """A white panel listing ``(colour, label)`` entries in columns, at least ``min_height`` rows tall."""
+    font = ImageFont.load_default()
+    _, top, _, bottom = font.getbbox("Ag")
+    swatch = bottom - top
+    row_height = swatch + _LEGEND_MARGIN
+    rows = min(len(entries), max(_LEGEND_MIN_ROWS, min_height // row_height))
+    columns = math.ceil(len(entries) / rows)
+    column_width = swatch + _LEGEND_MARGIN + max(math.ceil(font.getlength(label)) for _, label in entries)
+    width = columns * (column_width + _LEGEND_MARGIN) + _LEGEND_MARGIN
+    height = rows * row_height + _LEGEND_MARGIN
+    panel = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(panel)
+    for index, (color, label) in enumerate(entries):
+        x = _LEGEND_MARGIN + (index // rows) * (column_width + _LEGEND_MARGIN)
+        y = _LEGEND_MARGIN + (index % rows) * row_height
+        # The outline keeps white or near-white classes visible on the white panel.
+        draw.rectangle([x, y, x + swatch - 1, y + swatch - 1], fill=color, outline="black")
+        draw.text((x + swatch + _LEGEND_MARGIN, y - top), label, fill="black", font=font)
+    return panel
+
+
+def overlay(
+    image: Any,
+    mask: Any,
+    palette: np.ndarray | None = None,
+    alpha: float = 0.5,
+    class_names: Sequence[str] | None = None,
+    legend: bool = True,
+    ignore_index: int | None = 255,
+) -> Image.Image:
+    """Blend the colourised ``mask`` over ``image`` (``H x W x 3`` uint8) and add a legend.
+
+    Ignored pixels show the bare image. The legend lists the classes present in the mask
+    (``class_names[c]`` or the index ``c``) in a panel to the right of the image, so it never
+    hides pixels and fits any image size: beside a tiny image it is taller than the image and
+    the canvas grows; beside a large one it wraps into columns of the image's height.
+
+    >>> overlay(np.zeros((16, 16, 3), np.uint8), np.ones((16, 16), int), legend=False).size
+    (16, 16)
+    """
+    image = np.asarray(image)
+    mask = _as_mask(mask)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(
+            f"overlay needs an H x W x 3 uint8 image, got shape {image.shape} dtype {image.dtype}"
+        )
+    if image.shape[:2] != mask.shape:
+        raise ValueError(f"image {image.shape[:2]} and mask {mask.shape} differ in size")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    palette = _resolve_palette(palette, mask, ignore_index)
+    valid = _check_values(mask, len(palette), ignore_index)
+    blended = Image.fromarray(_blend(image, colorize(mask, palette, ignore_index), valid, alpha))
+    present = np.unique(mask[valid]).tolist()
+    if not legend or not present:
+        return blended
+    if class_names is not None and len(class_names) < len(palette):
+        raise ValueError(f"class_names has {len(class_names)} names for a palette of {len(palette)} classes")
+    entries = [(tuple(palette[c].tolist()), class_names[c] if class_names else str(c)) for c in present]
+    panel = _draw_legend(entries, min_height=blended.height)
+    canvas = Image.new("RGB", (blended.width + panel.width, max(blended.height, panel.height)), "white")
+    canvas.paste(blended, (0, 0))
+    canvas.paste(panel, (blended.width, 0))
+    return canvas
+
+
+def plot_curves(log_records: Sequence[dict[str, Any]], path: str | Path) -> Path:
+    """Plot training loss over iterations and mIoU over epochs, side by side, to an image file.
+
+    Reads records ``{"kind": "train", "iteration", "loss", ...}`` and ``{"kind": "eval",
+    "epoch", "miou", ...}``; other records are ignored. Uses a private ``Figure`` with the Agg
+    canvas, so no global matplotlib backend or state is touched (and matplotlib is imported
+    only when this is called).
+
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "curves.png")
+    >>> plot_curves([{"kind": "train", "iteration": 1, "loss": 2.0}], path).stat().st_size > 0
+    True
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    train = [r for r in log_records if r.get("kind") == "train" and r.get("loss") is not None]
+    evals = [r for r in log_records if r.get("kind") == "eval" and r.get("miou") is not None]
+    figure = Figure(figsize=(10, 4), layout="constrained")
+    FigureCanvasAgg(figure)
+    loss_axes, miou_axes = figure.subplots(1, 2)
+    _plot_series(
+        loss_axes, [r["iteration"] for r in train], [r["loss"] for r in train], "-", "iteration", "loss"
+    )
+    _plot_series(miou_axes, [r["epoch"] for r in evals], [r["miou"] for r in evals], "o-", "epoch", "mIoU")
+    path = Path(path)
+    figure.savefig(path, dpi=100)
+    return path
+
+
+def _plot_series(axes: Any, x: list[Any], y: list[Any], style: str, x_label: str, y_label: str) -> None:
+    if x:
+        axes.plot(x, y, style)
+    else:
+        axes.text(0.5, 0.5, f"no {y_label} records", ha="center", va="center", transform=axes.transAxes)
+    axes.set_xlabel(x_label)
+    axes.set_ylabel(y_label)
+    axes.set_title(f"{y_label} over {x_label}s")
+    axes.grid(True, alpha=0.3)

@@ -1,0 +1,95 @@
+"""The CLI end to end on tiny data: synth -> train -> evaluate -> predict, and its error paths."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pixelwise.cli.main import main
+
+
+@pytest.fixture(scope="module")
+def folder_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synth")
+    assert main(["data", "synth", "--out", str(root), "--num-train", "8", "--num-val", "3", "--size", "40"]) == 0
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained_run(folder_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    code = main(["train", "--model", "fcn8s_tiny", "--dataset", "folder", "--data-root", str(folder_data),
+                 "--epochs", "2", "--batch-size", "4", "--crop", "32", "--out", str(out), "--no-progress"])
+    assert code == 0
+    return out
+
+
+def test_train_writes_a_run(trained_run):
+    assert (trained_run / "best.pt").exists() and (trained_run / "curves.png").exists()
+    assert json.loads((trained_run / "metrics.json").read_text())["epochs_completed"] == 2
+
+
+def test_evaluate_prints_table_and_writes_json(trained_run, folder_data, tmp_path, capsys):
+    out = tmp_path / "eval.json"
+    assert main(["evaluate", "--checkpoint", str(trained_run / "best.pt"), "--split", "val",
+                 "--json", str(out), "--no-progress"]) == 0
+    metrics = json.loads(out.read_text())
+    assert {"pixel_accuracy", "mean_accuracy", "miou", "fwiou", "per_class"} <= set(metrics)
+    classes = (folder_data / "classes.txt").read_text().split()
+    assert list(metrics["per_class"]) == classes
+    printed = capsys.readouterr().out
+    assert all(name in printed for name in classes)
+
+
+def test_predict_writes_index_pngs_and_overlays(trained_run, folder_data, tmp_path):
+    images = folder_data / "images" / "val"
+    out = tmp_path / "pred"
+    assert main(["predict", "--checkpoint", str(trained_run / "best.pt"), "--input", str(images),
+                 "--output", str(out), "--overlay"]) == 0
+    for image_path in sorted(images.iterdir()):
+        mask = Image.open(out / f"{image_path.stem}.png")
+        assert mask.mode == "P" and mask.size == Image.open(image_path).size
+        assert np.asarray(mask).max() < 7
+        assert (out / f"{image_path.stem}_overlay.png").exists()
+
+
+def test_predict_any_image_size(trained_run, tmp_path):
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (23, 41, 3), np.uint8)).save(tmp_path / "odd.png")
+    assert main(["predict", "--checkpoint", str(trained_run / "best.pt"), "--input", str(tmp_path / "odd.png"),
+                 "--output", str(tmp_path / "pred")]) == 0
+    assert Image.open(tmp_path / "pred" / "odd.png").size == (41, 23)
+
+
+def test_models_lists_parameter_counts(capsys):
+    assert main(["models"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("unet ") for line in lines) and any("fcn8s_tiny" in line for line in lines)
+
+
+def test_unknown_model_is_a_clear_error(folder_data, tmp_path, capsys):
+    code = main(["train", "--model", "unett", "--dataset", "folder", "--data-root", str(folder_data),
+                 "--out", str(tmp_path / "x"), "--no-progress"])
+    assert code == 2
+    assert "unknown model 'unett'" in capsys.readouterr().err
+
+
+def test_existing_run_is_refused(trained_run, folder_data, capsys):
+    code = main(["train", "--model", "fcn8s_tiny", "--dataset", "folder", "--data-root", str(folder_data),
+                 "--out", str(trained_run), "--no-progress"])
+    assert code == 2
+    assert "already holds a run" in capsys.readouterr().err
+
+
+def test_missing_split_shows_expected_layout(tmp_path, capsys):
+    (tmp_path / "classes.txt").write_text("a\nb\n")
+    code = main(["train", "--dataset", "folder", "--data-root", str(tmp_path), "--out", str(tmp_path / "run"),
+                 "--no-progress"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "images" in err and "masks" in err
+
+
+def test_bad_model_arg_syntax(capsys):
+    assert main(["train", "--model-arg", "base_width", "--no-progress"]) == 2
+    assert "--model-arg expects KEY=VALUE" in capsys.readouterr().err
