@@ -5,7 +5,7 @@ The poly policy (Chen et al. 2017, DeepLab; Zhao et al. 2017, PSPNet) scales the
 
 >>> factor = PolyWithWarmup(total_iters=100, warmup_iters=10, power=1.0)
 >>> [round(factor(t), 3) for t in (0, 5, 10, 55, 100)]
-[0.001, 0.5, 0.9, 0.45, 0.0]
+[0.001, 0.475, 0.9, 0.45, 0.0]
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ def test_run_writes_its_files_and_logs(tmp_path):
     assert summary["iterations"] == 6 and load_checkpoint(run / "last.pt")["epoch"] == 2
 
 
-@pytest.mark.parametrize("stop_after", [2, 3])  # mid-epoch and at an epoch boundary
+@pytest.mark.parametrize("stop_after", [2, 3])  # mid-epoch, and on the last step of an epoch
 def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path, stop_after):
     build_trainer(tiny_config(tmp_path / "straight"), progress=False).fit()
 
