@@ -62,7 +62,10 @@ def config_from_args(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from pixelwise.engine import train
 
+    import os
+
     summary = train(config_from_args(args), resume=args.resume, overwrite=args.overwrite,
                     progress=not args.no_progress)
-    print(json.dumps({k: summary[k] for k in ("epochs_completed", "iterations", "best_miou", "best_epoch")}))
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, one summary line, not one per process
+        print(json.dumps({k: summary[k] for k in ("epochs_completed", "iterations", "best_miou", "best_epoch")}))
     return 0

@@ -189,6 +189,7 @@ def _val_loader(dataset: Dataset, config: TrainConfig, rank: int, world_size: in
 def _wrap_distributed(model: nn.Module, device: torch.device, world_size: int) -> nn.Module:
     if world_size == 1:
         return model
+    if device.type != "cuda":  # gloo on CPU: PyTorch's SyncBatchNorm is CUDA-only
+        return nn.parallel.DistributedDataParallel(model)
     model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    device_ids = [device.index] if device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+    return nn.parallel.DistributedDataParallel(model, device_ids=[device.index])

@@ -181,6 +181,7 @@ class Trainer:
         self._save("last.pt")
 
     def _evaluate(self) -> None:
+        self._broadcast_buffers()
         metrics = evaluate(self.bare_model, self.val_loader, num_classes=self.num_classes,
                            ignore_index=self.ignore_index, device=self.device, amp=self.amp,
                            progress=False)
@@ -192,6 +193,16 @@ class Trainer:
             self.state.best_miou, self.state.best_epoch = metrics["miou"], self.state.epoch
             self._save("best.pt")
         self._write_summary()
+
+    def _broadcast_buffers(self) -> None:
+        """Give every process rank 0's batch-norm statistics before scoring its shard.
+
+        DDP syncs buffers at the start of each training forward, so after the last step each
+        process holds statistics updated by its own batch; rank 0's are the ones saved.
+        """
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            for buffer in self.bare_model.buffers():
+                torch.distributed.broadcast(buffer, src=0)
 
     # ------------------------------------------------------------------ outputs
     def summary(self) -> dict[str, Any]:

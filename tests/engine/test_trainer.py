@@ -86,3 +86,22 @@ def test_resume_into_another_model_lists_the_differences(tmp_path):
     other = config.replace(model_kwargs={"base_width": 8, "depth": 2, "dropout": 0.2})
     with pytest.raises(CheckpointError, match=r"cannot resume .*model_kwargs: checkpoint .*'base_width': 4"):
         build_trainer(other, resume=tmp_path / "run" / "last.pt", progress=False)
+
+
+def test_sgd_with_bf16_autocast_and_gradient_clipping_trains(tmp_path):
+    config = tiny_config(tmp_path / "run", epochs=1, optimizer="sgd", amp=True, grad_clip=0.5, lr=0.05,
+                         model_kwargs={"base_width": 4, "depth": 2})
+    trainer = build_trainer(config, progress=False)
+    before = {k: v.clone() for k, v in trainer.bare_model.state_dict().items()}
+    clipped_norms = []
+
+    def record_norm(optimizer, args, kwargs):  # the norm the optimizer actually sees, after clipping
+        grads = [p.grad for p in trainer.bare_model.parameters() if p.grad is not None]
+        clipped_norms.append(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])).item())
+
+    trainer.optimizer.register_step_pre_hook(record_norm)
+    summary = trainer.fit()
+    assert summary["iterations"] == 3 and all(n <= 0.5 + 1e-4 for n in clipped_norms) and clipped_norms
+    after = trainer.bare_model.state_dict()
+    assert all(torch.isfinite(v).all() for v in after.values() if v.is_floating_point())
+    assert not torch.equal(before["head.weight"], after["head.weight"])
