@@ -7,12 +7,34 @@ import json
 
 from pixelwise.cli.common import add_dataset, add_device, parse_assignments
 
-# flag -> TrainConfig field, for the flags whose value is stored as it is.
+# TrainConfig field -> (type, help), for the flags whose value is stored as it is.
 SCALAR_FLAGS = {
-    "model": str, "epochs": int, "batch_size": int, "crop": int, "optimizer": str, "lr": float,
-    "momentum": float, "weight_decay": float, "warmup_iters": int, "poly_power": float,
-    "grad_clip": float, "loss": str, "eval_every": int, "log_every": int, "num_workers": int,
-    "seed": int, "out": str, "train_split": str, "val_split": str,
+    "model": (str, "registered model name (pixelwise models)"),
+    "epochs": (int, "passes over the training split"),
+    "batch_size": (int, "images per step (per process under torchrun)"),
+    "crop": (int, "training crop size (padded with ignore where the image is smaller)"),
+    "optimizer": (str, "sgd | adamw"),
+    "lr": (float, "base learning rate (poly decay with warm-up)"),
+    "momentum": (float, "SGD momentum"),
+    "weight_decay": (float, "weight decay (not on biases and norm parameters)"),
+    "warmup_iters": (int, "linear warm-up steps"),
+    "poly_power": (float, "poly schedule power"),
+    "grad_clip": (float, "clip the gradient norm to this value"),
+    "loss": (str, "ce | dice | focal | sums like ce+dice or 0.5*ce+dice"),
+    "color": (float, "brightness/contrast jitter strength (0 = off)"),
+    "eval_every": (int, "evaluate every N epochs (and after the last)"),
+    "log_every": (int, "log every N steps"),
+    "num_workers": (int, "data-loading processes"),
+    "seed": (int, "seed of weights, data order and augmentations"),
+    "out": (str, "run folder (checkpoints, logs, curves)"),
+    "train_split": (str, "split to train on"),
+    "val_split": (str, "split to evaluate on"),
+}
+# TrainConfig booleans with --flag / --no-flag.
+SWITCHES = {
+    "amp": "mixed precision (bf16 on CPU, fp16 on CUDA)",
+    "hflip": "random horizontal flips",
+    "elastic": "elastic deformation (U-Net paper augmentation)",
 }
 
 
@@ -20,14 +42,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("train", help="train a model",
                                    description="Train a segmentation model. Flags override --config.")
     parser.add_argument("--config", help="YAML recipe with TrainConfig keys (see configs/)")
-    for name, kind in SCALAR_FLAGS.items():
-        parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None)
+    for name, (kind, text) in SCALAR_FLAGS.items():
+        parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None, help=text)
+    parser.add_argument("--scale", type=float, nargs=2, metavar=("MIN", "MAX"), default=None,
+                        help="random rescaling range")
+    for name, text in SWITCHES.items():
+        parser.add_argument(f"--{name}", action=argparse.BooleanOptionalAction, default=None, help=text)
     parser.add_argument("--model-arg", action="append", metavar="KEY=VALUE",
                         help="model builder argument, e.g. base_width=32 (repeatable)")
     add_dataset(parser)
     add_device(parser)
-    parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
-                        help="mixed precision (bf16 on CPU, fp16 on CUDA)")
     parser.add_argument("--resume", help="RUN/last.pt: continue that run (its recipe; flags override)")
     parser.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -48,7 +72,7 @@ def config_from_args(args: argparse.Namespace):
     else:
         base = {}
     overrides = {name: getattr(args, name) for name in SCALAR_FLAGS if getattr(args, name) is not None}
-    for flag in ("dataset", "data_root", "device", "amp"):
+    for flag in ("dataset", "data_root", "device", "scale", *SWITCHES):
         if getattr(args, flag) is not None:
             overrides[flag] = getattr(args, flag)
     if args.model_arg:

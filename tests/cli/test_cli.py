@@ -93,3 +93,29 @@ def test_missing_split_shows_expected_layout(tmp_path, capsys):
 def test_bad_model_arg_syntax(capsys):
     assert main(["train", "--model-arg", "base_width", "--no-progress"]) == 2
     assert "--model-arg expects KEY=VALUE" in capsys.readouterr().err
+
+
+def test_flags_override_the_config_file(tmp_path):
+    from pixelwise.cli.main import build_parser
+    from pixelwise.cli.train import config_from_args
+
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("model: unet\nepochs: 3\nmodel_kwargs: {base_width: 8}\nhflip: true\n")
+    args = build_parser().parse_args(["train", "--config", str(recipe), "--epochs", "5", "--no-hflip",
+                                      "--scale", "0.5", "1.0", "--model-arg", "depth=2", "--lr", "0.1"])
+    config = config_from_args(args)
+    assert (config.model, config.epochs, config.hflip, config.scale, config.lr) == ("unet", 5, False, (0.5, 1.0), 0.1)
+    assert config.model_kwargs == {"base_width": 8, "depth": 2}
+
+
+def test_resume_from_the_cli_continues_the_run(folder_data, tmp_path):
+    out = tmp_path / "run"
+    common = ["--no-progress", "--log-every", "1"]
+    assert main(["train", "--model", "fcn8s_tiny", "--dataset", "folder", "--data-root", str(folder_data),
+                 "--epochs", "2", "--batch-size", "4", "--crop", "32", "--out", str(out), *common]) == 0
+    assert main(["train", "--resume", str(out / "last.pt"), "--epochs", "3", *common]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["epochs_completed"] == 3 and metrics["iterations"] == 6
+    iterations = [json.loads(line)["iteration"] for line in (out / "log.jsonl").read_text().splitlines()
+                  if '"train"' in line]
+    assert iterations == list(range(1, 7))  # one log, continued, no step repeated
