@@ -3,30 +3,7 @@
 ``build_dataset("voc", "/data/voc", split="val")[0]`` is ``{"image", "mask", "name"}``.
 """
 
-from pixelwise.data.datasets import (
-    ADE20KDataset,
-    CamVidDataset,
-    CityscapesDataset,
-    COCODataset,
-    DatasetError,
-    FolderDataset,
-    SegmentationDataset,
-    SyntheticScenes,
-    VOCDataset,
-    build_dataset,
-    list_datasets,
-)
+from pixelwise.data import datasets
+from pixelwise.data.datasets import *  # noqa: F403  (the readers, build_dataset, DatasetError)
 
-__all__ = [
-    "ADE20KDataset",
-    "COCODataset",
-    "CamVidDataset",
-    "CityscapesDataset",
-    "DatasetError",
-    "FolderDataset",
-    "SegmentationDataset",
-    "SyntheticScenes",
-    "VOCDataset",
-    "build_dataset",
-    "list_datasets",
-]
+__all__ = list(datasets.__all__)

@@ -17,13 +17,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
+
+from pixelwise.weights import CheckpointError, load_model_state  # noqa: F401  (re-exported)
 
 FORMAT = "pixelwise-checkpoint/1"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be read or does not fit the model it is loaded into."""
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
@@ -58,33 +55,6 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a pixelwise checkpoint (expected format {FORMAT!r})")
     return state
-
-
-def load_model_state(model: nn.Module, state_dict: dict[str, torch.Tensor], *, source: str) -> None:
-    """``model.load_state_dict`` with an error that lists every mismatch, not just the first."""
-    own = model.state_dict()
-    problems = []
-    missing = sorted(set(own) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(own))
-    if missing:
-        problems.append(f"missing keys: {_shorten(missing)}")
-    if unexpected:
-        problems.append(f"unexpected keys: {_shorten(unexpected)}")
-    shapes = [
-        f"{key}: checkpoint {tuple(state_dict[key].shape)} vs model {tuple(own[key].shape)}"
-        for key in sorted(set(own) & set(state_dict))
-        if own[key].shape != state_dict[key].shape
-    ]
-    if shapes:
-        problems.append(f"shape mismatches: {_shorten(shapes)}")
-    if problems:
-        raise CheckpointError(f"{source} does not fit this model; " + "; ".join(problems))
-    model.load_state_dict(state_dict)
-
-
-def _shorten(items: list[str], limit: int = 8) -> str:
-    more = f" ... and {len(items) - limit} more" if len(items) > limit else ""
-    return ", ".join(items[:limit]) + more
 
 
 def capture_rng_state() -> dict[str, Any]:

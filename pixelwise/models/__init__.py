@@ -20,6 +20,8 @@ torch.Size([1, 2, 37, 53])
 from __future__ import annotations
 
 import copy
+import importlib
+import pkgutil
 import fnmatch
 import inspect
 from collections.abc import Callable
@@ -28,7 +30,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from pixelwise.models import fcn, unet  # noqa: F401  (importing registers the builders)
 from pixelwise.models.base import SegmentationModel, split_outputs
 from pixelwise.registry import MODELS, UnknownNameError
 
@@ -46,6 +47,16 @@ __all__ = [
 ]
 
 _COMMON_ARGUMENTS = ("num_classes", "in_channels")
+
+
+def _import_model_files() -> None:
+    """Import every module in this package: each file registers its builders when imported."""
+    for module in pkgutil.iter_modules(__path__):
+        if module.name != "base":
+            importlib.import_module(f"{__name__}.{module.name}")
+
+
+_import_model_files()
 
 
 def list_models(pattern: str = "*") -> list[str]:

@@ -71,9 +71,9 @@ def write_folder(root: Path) -> dict[str, np.ndarray]:
 
 def voc_palette() -> np.ndarray:
     """The full 256-colour VOC palette, as stored in the SegmentationClass PNGs."""
-    from pixelwise.data.datasets.voc import voc_colormap
+    from pixelwise.visualize import default_palette
 
-    return voc_colormap(256)
+    return default_palette(256)
 
 
 def write_voc(root: Path, nested: bool = True) -> dict[str, np.ndarray]:

@@ -41,7 +41,6 @@ from pixelwise.data import (
 )
 from pixelwise.data.datasets.base import lut_from_mapping
 from pixelwise.data.datasets.cityscapes import CITYSCAPES_LABELS
-from pixelwise.data.datasets.voc import voc_colormap
 from pixelwise.registry import UnknownNameError
 
 # pycocotools 2.0 decodes masks through an __array__ that numpy 2 deprecates; not ours to fix.
@@ -93,12 +92,11 @@ def test_voc_reads_palette_masks_as_indices(tmp_path: Path, nested: bool) -> Non
 def test_voc_classes_and_official_palette() -> None:
     assert VOCDataset.classes[0] == "background" and VOCDataset.classes[15] == "person"
     assert len(VOCDataset.classes) == 21 and VOCDataset.palette.shape == (21, 3)
-    colormap = voc_colormap()
+    colormap = VOCDataset.palette
     assert colormap[1].tolist() == [128, 0, 0]
     assert colormap[2].tolist() == [0, 128, 0]
     assert colormap[15].tolist() == [192, 128, 128]  # person
     assert colormap[20].tolist() == [0, 64, 128]  # tvmonitor
-    assert colormap[255].tolist() == [224, 224, 192]  # the border colour
 
 
 def test_voc_train_aug_from_segmentation_class_aug(tmp_path: Path) -> None:

@@ -105,3 +105,13 @@ def test_sgd_with_bf16_autocast_and_gradient_clipping_trains(tmp_path):
     after = trainer.bare_model.state_dict()
     assert all(torch.isfinite(v).all() for v in after.values() if v.is_floating_point())
     assert not torch.equal(before["head.weight"], after["head.weight"])
+
+
+def test_tensorboard_events_are_written_when_installed(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    build_trainer(tiny_config(tmp_path / "run", epochs=1), progress=False).fit()
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    assert {"train/loss", "train/lr", "val/miou"} <= set(events.Tags()["scalars"])
+    assert [e.step for e in events.Scalars("train/loss")] == [1, 2, 3]

@@ -16,31 +16,13 @@ from pixelwise.data.datasets.base import (
     short_list,
 )
 from pixelwise.registry import DATASETS
+from pixelwise.visualize import default_palette
 
 VOC_CLASSES = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
     "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",
     "sheep", "sofa", "train", "tvmonitor",
 )  # fmt: skip
-
-
-def voc_colormap(n: int = 256) -> np.ndarray:
-    """The official VOC colormap (``n x 3`` uint8), as in the devkit's ``VOClabelcolormap.m``.
-
-    The bits of the class index are dealt out in turn to R, G and B, most significant
-    colour bit first: bit ``3j`` of the index sets bit ``7-j`` of R, bit ``3j+1`` that of G,
-    bit ``3j+2`` that of B.
-
-    >>> voc_colormap()[[1, 15, 255]].tolist()
-    [[128, 0, 0], [192, 128, 128], [224, 224, 192]]
-    """
-    index = np.arange(n)
-    colormap = np.zeros((n, 3), dtype=np.int64)
-    for shift in range(8):
-        for channel in range(3):
-            bit = (index >> (3 * shift + channel)) & 1
-            colormap[:, channel] |= bit << (7 - shift)
-    return colormap.astype(np.uint8)
 
 
 def read_sbd_mat(path: Path) -> np.ndarray:
@@ -83,7 +65,7 @@ class VOCDataset(SegmentationDataset):
     """
 
     classes = VOC_CLASSES
-    palette = voc_colormap(len(VOC_CLASSES))
+    palette = default_palette(len(VOC_CLASSES))  # the official VOC colormap
     splits = ("train", "val", "trainval", "train_aug")
     nested_root = "VOCdevkit/VOC2012"
     layout = """\
