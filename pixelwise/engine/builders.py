@@ -48,8 +48,10 @@ def resolve_device(name: str) -> torch.device:
 def build_datasets(config: TrainConfig) -> tuple[Dataset, Dataset]:
     train_tf = train_transforms(config.crop, scale=config.scale, hflip=config.hflip,
                                 color=config.color, elastic=config.elastic)
-    build = lambda split, tf: build_dataset(config.dataset, config.data_root, split, tf,  # noqa: E731
-                                            **config.dataset_kwargs)
+
+    def build(split: str, transforms: Any) -> Dataset:
+        return build_dataset(config.dataset, config.data_root, split, transforms, **config.dataset_kwargs)
+
     return build(config.train_split, train_tf), build(config.val_split, eval_transforms())
 
 
