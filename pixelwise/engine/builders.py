@@ -86,7 +86,8 @@ def model_meta(config: TrainConfig, dataset: Any, in_channels: int = 3) -> dict[
     palette = getattr(dataset, "palette", None)
     return {
         "model_name": config.model,
-        "model_kwargs": dict(config.model_kwargs),
+        # Pretrained backbone files only initialise a fresh run: the checkpoint holds the weights.
+        "model_kwargs": {k: v for k, v in config.model_kwargs.items() if k != "backbone_weights"},
         "num_classes": len(dataset.classes),
         "in_channels": in_channels,
         "classes": list(dataset.classes),

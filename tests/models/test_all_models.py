@@ -143,7 +143,7 @@ def test_unknown_keyword_names_the_model_and_its_arguments() -> None:
 
 def test_list_models_filters_by_pattern() -> None:
     assert list_models() == MODELS.names()
-    assert list_models("fcn*") == ["fcn8s_tiny"]
+    assert list_models("fcn*") == ["fcn16s", "fcn32s", "fcn8s", "fcn8s_tiny"]
     assert list_models("nothing*") == []
 
 
@@ -171,10 +171,11 @@ def test_count_parameters_by_hand() -> None:
 def test_model_table_lists_every_model() -> None:
     table = model_table_markdown()
     rows = table.splitlines()
-    assert rows[0].startswith("| Model | Params (21 classes) |")
+    assert rows[0].startswith("| Model | Params (exact, paper setting) |")
     for name in list_models():
         assert any(row.startswith(f"| `{name}` |") for row in rows)
-    assert "| `unet` | 31.04M | — |" in table
+    # U-Net in the paper's setting (1 input channel, 2 classes): 31,030,658, the paper's 31.03M
+    assert "| `unet_original` | 31,030,658 | 31.03M | num_classes=2, in_channels=1 |" in table
 
 
 class DummyWithAux(SegmentationModel):
