@@ -8,7 +8,7 @@ import argparse
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("models", help="list registered models with parameter counts")
     parser.add_argument("--num-classes", type=int, default=21, help="classes to count parameters for (default 21)")
-    parser.add_argument("--markdown", action="store_true", help="print the README model table")
+    parser.add_argument("--markdown", action="store_true", help="print the README model table (paper settings)")
     parser.set_defaults(run=run)
 
 
@@ -16,7 +16,7 @@ def run(args: argparse.Namespace) -> int:
     from pixelwise.models import list_models, model_info, model_table_markdown, parameter_count
 
     if args.markdown:
-        print(model_table_markdown(args.num_classes))
+        print(model_table_markdown())
         return 0
     names = list_models()
     width = max(map(len, names))
