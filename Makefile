@@ -23,6 +23,8 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/metrics.py
 	$(BIN)/python benchmarks/trainer_overhead.py
+	$(BIN)/python benchmarks/classical.py --quality
+	$(BIN)/python benchmarks/checkerboard.py
 
 clean:
 	rm -rf runs .pytest_cache

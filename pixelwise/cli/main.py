@@ -8,9 +8,9 @@ import sys
 from collections.abc import Sequence
 
 from pixelwise import __version__
-from pixelwise.cli import data, demo, evaluate, models, predict, train
+from pixelwise.cli import data, demo, evaluate, models, predict, segment, train
 
-COMMANDS = (train, evaluate, predict, models, data, demo)
+COMMANDS = (train, evaluate, predict, segment, models, data, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,8 +41,10 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from pixelwise.registry import UnknownNameError
 
     # ValueError covers DatasetError, CheckpointError and ConfigError; FileExistsError RunExistsError;
-    # TypeError a model argument the builder does not take. PIXELWISE_DEBUG=1 shows tracebacks.
-    return (ValueError, TypeError, UnknownNameError, FileNotFoundError, FileExistsError, TrainingError)
+    # TypeError a model argument the builder does not take; ImportError an optional extra that is
+    # not installed (its message says which). PIXELWISE_DEBUG=1 shows tracebacks.
+    return (ValueError, TypeError, ImportError, UnknownNameError, FileNotFoundError, FileExistsError,
+            TrainingError)
 
 
 USER_ERRORS = _user_errors()
