@@ -29,3 +29,34 @@ def add_dataset(parser: argparse.ArgumentParser, *, required: bool = False) -> N
     parser.add_argument("--data-root", default=None, help="the dataset's root folder (not for synthetic)")
     parser.add_argument("--dataset-arg", action="append", metavar="KEY=VALUE",
                         help="extra dataset argument, e.g. size=96 (repeatable)")
+
+
+# --crf-* flag -> dense_crf / grid_crf keyword (the paper's and DeepLab's parameter names).
+CRF_FLAGS = {
+    "iterations": (int, "mean-field iterations (default 5)"),
+    "pos_xy_std": (float, "dense: smoothness kernel's position std in pixels (default 3)"),
+    "pos_w": (float, "dense: smoothness kernel's Potts weight (default 3)"),
+    "bi_xy_std": (float, "dense: appearance kernel's position std in pixels (default 80)"),
+    "bi_rgb_std": (float, "dense: appearance kernel's colour std (default 13)"),
+    "bi_w": (float, "dense: appearance kernel's Potts weight (default 10)"),
+}
+
+
+def add_crf(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--crf", nargs="?", const="dense", choices=("dense", "grid"), default=None,
+                        help="refine predictions with a CRF: dense (Kraehenbuehl & Koltun 2011, default) or grid")
+    for name, (kind, text) in CRF_FLAGS.items():
+        parser.add_argument(f"--crf-{name.replace('_', '-')}", dest=f"crf_{name}", type=kind, default=None,
+                            help=text)
+
+
+def crf_hooks(args: argparse.Namespace):
+    """The CRF post-processing hooks the flags ask for, or None without ``--crf``."""
+    if args.crf is None:
+        return None
+    from pixelwise.classical import crf_postprocess
+
+    params = {name: getattr(args, f"crf_{name}") for name in CRF_FLAGS if getattr(args, f"crf_{name}") is not None}
+    if args.crf == "grid" and set(params) - {"iterations"}:
+        raise ValueError(f"--crf grid takes only --crf-iterations, got {sorted(params)}")
+    return crf_postprocess(args.crf, **params)

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from pixelwise.cli.common import add_dataset, add_device, parse_assignments
+from pixelwise.cli.common import add_crf, add_dataset, add_device, crf_hooks, parse_assignments
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -18,6 +18,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--json", help="write the metrics to this JSON file")
     parser.add_argument("--no-progress", action="store_true")
     add_device(parser)
+    add_crf(parser)
     parser.set_defaults(run=run)
 
 
@@ -41,8 +42,9 @@ def run(args: argparse.Namespace) -> int:
     dataset = build_dataset(name, root, args.split, eval_transforms(), **kwargs)
     check_classes(dataset.classes, checkpoint, args.checkpoint)
     loader = DataLoader(dataset, batch_size=1)
+    hooks = crf_hooks(args)
     metrics = evaluate(model, loader, num_classes=checkpoint["num_classes"], ignore_index=dataset.ignore_index,
-                       device=device, progress=not args.no_progress)
+                       device=device, postprocess=hooks.evaluate if hooks else None, progress=not args.no_progress)
     print(format_table(metrics, list(dataset.classes)))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from pixelwise.cli.common import add_device
+from pixelwise.cli.common import add_crf, add_device, crf_hooks
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -14,6 +14,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--output", required=True, help="folder for NAME.png (and NAME_overlay.png)")
     parser.add_argument("--overlay", action="store_true", help="also write colour overlays with a legend")
     add_device(parser)
+    add_crf(parser)
     parser.set_defaults(run=run)
 
 
@@ -29,7 +30,9 @@ def run(args: argparse.Namespace) -> int:
     model, checkpoint = load_model(args.checkpoint, device)
     palette = checkpoint.get("palette")
     palette = default_palette(checkpoint["num_classes"]) if palette is None else np.asarray(palette, np.uint8)
+    hooks = crf_hooks(args)
     written = predict_files(model, list_images(args.input), args.output, palette=palette,
-                            class_names=checkpoint["classes"], overlay=args.overlay, device=device, progress=True)
+                            class_names=checkpoint["classes"], overlay=args.overlay, device=device,
+                            postprocess=hooks.predict if hooks else None, progress=True)
     print(f"wrote {len(written)} files to {args.output}")
     return 0

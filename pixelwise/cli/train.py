@@ -35,6 +35,7 @@ SWITCHES = {
     "amp": "mixed precision (bf16 on CPU, fp16 on CUDA)",
     "hflip": "random horizontal flips",
     "elastic": "elastic deformation (U-Net paper augmentation)",
+    "crf_rnn": "append a CRF-as-RNN layer to the model and train it end to end",
 }
 
 
@@ -47,9 +48,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--scale", type=float, nargs=2, metavar=("MIN", "MAX"), default=None,
                         help="random rescaling range")
     for name, text in SWITCHES.items():
-        parser.add_argument(f"--{name}", action=argparse.BooleanOptionalAction, default=None, help=text)
+        parser.add_argument(f"--{name.replace('_', '-')}", action=argparse.BooleanOptionalAction, default=None,
+                            help=text)
     parser.add_argument("--model-arg", action="append", metavar="KEY=VALUE",
                         help="model builder argument, e.g. base_width=32 (repeatable)")
+    parser.add_argument("--crf-rnn-arg", action="append", metavar="KEY=VALUE",
+                        help="CRF-RNN argument, e.g. iterations=5 (repeatable)")
     add_dataset(parser)
     add_device(parser)
     parser.add_argument("--resume", help="RUN/last.pt: continue that run (its recipe; flags override)")
@@ -77,6 +81,9 @@ def config_from_args(args: argparse.Namespace):
             overrides[flag] = getattr(args, flag)
     if args.model_arg:
         overrides["model_kwargs"] = {**base.get("model_kwargs", {}), **parse_assignments(args.model_arg, "--model-arg")}
+    if args.crf_rnn_arg:
+        overrides["crf_rnn_kwargs"] = {**base.get("crf_rnn_kwargs", {}),
+                                       **parse_assignments(args.crf_rnn_arg, "--crf-rnn-arg")}
     if args.dataset_arg:
         overrides["dataset_kwargs"] = {**base.get("dataset_kwargs", {}),
                                        **parse_assignments(args.dataset_arg, "--dataset-arg")}

@@ -93,6 +93,7 @@ def model_meta(config: TrainConfig, dataset: Any, in_channels: int = 3) -> dict[
         "classes": list(dataset.classes),
         "palette": None if palette is None else np.asarray(palette).tolist(),
         "ignore_index": int(getattr(dataset, "ignore_index", 255)),
+        "crf_rnn": dict(config.crf_rnn_kwargs) if config.crf_rnn else None,
         "dataset": config.dataset,
         "config": config.to_dict(),
     }
@@ -100,7 +101,7 @@ def model_meta(config: TrainConfig, dataset: Any, in_channels: int = 3) -> dict[
 
 def check_resume_compatible(checkpoint: dict[str, Any], meta: dict[str, Any], source: str) -> None:
     """Resuming into a different model or label set is an error that lists every difference."""
-    keys = ("model_name", "model_kwargs", "num_classes", "in_channels", "classes")
+    keys = ("model_name", "model_kwargs", "num_classes", "in_channels", "classes", "crf_rnn")
     differences = [f"{key}: checkpoint {checkpoint.get(key)!r} vs now {meta[key]!r}"
                    for key in keys if checkpoint.get(key) != meta[key]]
     if differences:
@@ -122,7 +123,7 @@ def build_trainer(config: TrainConfig, *, resume: str | Path | None = None, over
     train_set, val_set = build_datasets(config)
     meta = model_meta(config, train_set)
     torch.manual_seed(config.seed)  # the initial weights
-    model = create_model(config.model, num_classes=meta["num_classes"], **config.model_kwargs).to(device)
+    model = build_model(meta, config.model_kwargs).to(device)
     model = _wrap_distributed(model, device, world_size)  # before the optimizer: SyncBN makes new params
     total_iters = config.epochs * _batches_per_epoch(len(train_set), config.batch_size, world_size)
     optimizer = build_optimizer(model, config.optimizer, lr=config.lr, weight_decay=config.weight_decay,
@@ -154,11 +155,21 @@ def train(config: TrainConfig, *, resume: str | Path | None = None, overwrite: b
     return build_trainer(config, resume=resume, overwrite=overwrite, progress=progress).fit()
 
 
+def build_model(meta: dict[str, Any], model_kwargs: dict[str, Any]) -> nn.Module:
+    """The model ``meta`` describes (name, classes, channels, optional CRF-RNN), freshly initialised."""
+    model = create_model(meta["model_name"], num_classes=meta["num_classes"], in_channels=meta["in_channels"],
+                         **model_kwargs)
+    if meta.get("crf_rnn") is not None:
+        from pixelwise.classical import with_crf_rnn
+
+        model = with_crf_rnn(model, num_classes=meta["num_classes"], **meta["crf_rnn"])
+    return model
+
+
 def load_model(checkpoint_path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
     """Rebuild the model a checkpoint describes, load its weights, return ``(model, checkpoint)``."""
     checkpoint = load_checkpoint(checkpoint_path)
-    model = create_model(checkpoint["model_name"], num_classes=checkpoint["num_classes"],
-                         in_channels=checkpoint["in_channels"], **checkpoint["model_kwargs"])
+    model = build_model(checkpoint, checkpoint["model_kwargs"])
     load_model_state(model, checkpoint["model"], source=str(checkpoint_path))
     return model.to(device).eval(), checkpoint
 

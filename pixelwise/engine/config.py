@@ -25,6 +25,8 @@ class TrainConfig:
     # what to train
     model: str = "unet"
     model_kwargs: dict[str, Any] = field(default_factory=dict)
+    crf_rnn: bool = False  # append a CRF-as-RNN layer (Zheng et al. 2015), trained end to end
+    crf_rnn_kwargs: dict[str, Any] = field(default_factory=dict)
     dataset: str = "synthetic"
     data_root: str | None = None
     dataset_kwargs: dict[str, Any] = field(default_factory=dict)

@@ -119,3 +119,32 @@ def test_resume_from_the_cli_continues_the_run(folder_data, tmp_path):
     iterations = [json.loads(line)["iteration"] for line in (out / "log.jsonl").read_text().splitlines()
                   if '"train"' in line]
     assert iterations == list(range(1, 7))  # one log, continued, no step repeated
+
+
+def test_evaluate_and_predict_with_crf(trained_run, folder_data, tmp_path):
+    out = tmp_path / "crf.json"
+    assert main(["evaluate", "--checkpoint", str(trained_run / "best.pt"), "--json", str(out), "--no-progress",
+                 "--crf", "--crf-iterations", "2"]) == 0
+    assert 0.0 <= json.loads(out.read_text())["pixel_accuracy"] <= 1.0
+    pred = tmp_path / "pred"
+    assert main(["predict", "--checkpoint", str(trained_run / "best.pt"), "--input",
+                 str(folder_data / "images" / "val"), "--output", str(pred), "--crf", "grid"]) == 0
+    assert len(list(pred.glob("*.png"))) == 3
+
+
+def test_grid_crf_refuses_dense_parameters(trained_run, tmp_path, capsys):
+    code = main(["evaluate", "--checkpoint", str(trained_run / "best.pt"), "--crf", "grid", "--crf-bi-w", "4"])
+    assert code == 2 and "--crf grid takes only --crf-iterations" in capsys.readouterr().err
+
+
+def test_train_with_crf_rnn_and_reload(folder_data, tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", "--model", "fcn8s_tiny", "--dataset", "folder", "--data-root", str(folder_data),
+                 "--epochs", "1", "--batch-size", "4", "--crop", "32", "--out", str(out), "--no-progress",
+                 "--crf-rnn", "--crf-rnn-arg", "iterations=2"]) == 0
+    from pixelwise.classical import CRFRNNModel
+    from pixelwise.engine import load_model
+
+    model, checkpoint = load_model(out / "best.pt")
+    assert isinstance(model, CRFRNNModel) and checkpoint["crf_rnn"] == {"iterations": 2}
+    assert model.crf.iterations == 2
