@@ -89,7 +89,8 @@ def _as_image(image: np.ndarray | Tensor, size: Sequence[int]) -> Tensor:
     """``H x W x 3`` uint8 RGB image as a tensor, checked against the probabilities' size."""
     if not isinstance(image, (np.ndarray, Tensor)):
         raise TypeError(f"image must be a numpy array or a torch tensor, got {type(image).__name__}")
-    tensor = torch.as_tensor(image)
+    # numpy images from PIL are read-only; a copy of H x W x 3 bytes is cheap next to the CRF
+    tensor = torch.from_numpy(np.array(image)) if isinstance(image, np.ndarray) else image
     if tensor.dtype != torch.uint8:
         raise TypeError(f"image must be uint8 RGB (H x W x 3), got dtype {tensor.dtype}")
     if tensor.ndim != 3 or tensor.shape[2] != 3:

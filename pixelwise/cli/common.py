@@ -23,6 +23,16 @@ def add_device(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (default: auto)")
 
 
+def load_checkpoint_model(args: argparse.Namespace):
+    """``(model, checkpoint, device)`` for ``--checkpoint`` on ``--device``."""
+    from pixelwise.engine import load_model
+    from pixelwise.engine.builders import resolve_device
+
+    device = resolve_device(args.device or "auto")
+    model, checkpoint = load_model(args.checkpoint, device)
+    return model, checkpoint, device
+
+
 def add_dataset(parser: argparse.ArgumentParser, *, required: bool = False) -> None:
     parser.add_argument("--dataset", required=required, default=None,
                         help="folder | voc | cityscapes | camvid | ade20k | coco | synthetic")

@@ -6,7 +6,14 @@ import argparse
 import json
 from pathlib import Path
 
-from pixelwise.cli.common import add_crf, add_dataset, add_device, crf_hooks, parse_assignments
+from pixelwise.cli.common import (
+    add_crf,
+    add_dataset,
+    add_device,
+    crf_hooks,
+    load_checkpoint_model,
+    parse_assignments,
+)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -27,12 +34,10 @@ def run(args: argparse.Namespace) -> int:
 
     from pixelwise.data import build_dataset
     from pixelwise.data.transforms import eval_transforms
-    from pixelwise.engine import evaluate, load_model
-    from pixelwise.engine.builders import resolve_device
+    from pixelwise.engine import evaluate
     from pixelwise.metrics import format_table
 
-    device = resolve_device(args.device or "auto")
-    model, checkpoint = load_model(args.checkpoint, device)
+    model, checkpoint, device = load_checkpoint_model(args)
     trained = checkpoint["config"]
     name = args.dataset or checkpoint["dataset"]
     same_dataset = name == checkpoint["dataset"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from pixelwise.cli.common import add_crf, add_device, crf_hooks
+from pixelwise.cli.common import add_crf, add_device, crf_hooks, load_checkpoint_model
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -21,13 +21,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from pixelwise.engine import load_model, predict_files
-    from pixelwise.engine.builders import resolve_device
+    from pixelwise.engine import predict_files
     from pixelwise.engine.inference import list_images
     from pixelwise.visualize import default_palette
 
-    device = resolve_device(args.device or "auto")
-    model, checkpoint = load_model(args.checkpoint, device)
+    model, checkpoint, device = load_checkpoint_model(args)
     palette = checkpoint.get("palette")
     palette = default_palette(checkpoint["num_classes"]) if palette is None else np.asarray(palette, np.uint8)
     hooks = crf_hooks(args)
