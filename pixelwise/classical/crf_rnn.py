@@ -132,6 +132,7 @@ class CRFRNNModel(nn.Module):
         super().__init__()
         self.model = model
         self.crf = crf
+        self.num_classes = crf.num_classes  # like every model, for tiling and the CLI
         self.mean, self.std = tuple(mean), tuple(std)
 
     def forward(self, x: Tensor) -> Tensor | dict[str, Any]:

@@ -13,6 +13,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--input", required=True, help="an image file or a folder of images")
     parser.add_argument("--output", required=True, help="folder for NAME.png (and NAME_overlay.png)")
     parser.add_argument("--overlay", action="store_true", help="also write colour overlays with a legend")
+    parser.add_argument("--tile", type=int, default=None, metavar="SIZE",
+                        help="predict in tiles of SIZE pixels (unet_original: 388 is the paper's tile)")
+    parser.add_argument("--tile-overlap", type=int, default=0, metavar="PIXELS",
+                        help="pixels shared by neighbouring tiles, cross-faded (default 0)")
     add_device(parser)
     add_crf(parser)
     parser.set_defaults(run=run)
@@ -31,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
     hooks = crf_hooks(args)
     written = predict_files(model, list_images(args.input), args.output, palette=palette,
                             class_names=checkpoint["classes"], overlay=args.overlay, device=device,
-                            postprocess=hooks.predict if hooks else None, progress=True)
+                            postprocess=hooks.predict if hooks else None, progress=True,
+                            tile=None if args.tile is None else (args.tile, args.tile_overlap))
     print(f"wrote {len(written)} files to {args.output}")
     return 0

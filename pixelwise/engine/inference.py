@@ -59,15 +59,26 @@ def to_model_input(image: np.ndarray, device: torch.device | str = "cpu") -> tor
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, image: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
-    """Logits ``1 x C x H x W`` for one image at its own resolution (the model pads inside)."""
-    return model(to_model_input(image, device)).float()
+def predict_logits(model: nn.Module, image: np.ndarray, device: torch.device | str = "cpu",
+                   tile: tuple[int, int] | None = None) -> torch.Tensor:
+    """Logits ``1 x C x H x W`` for one image at its own resolution (the model pads inside).
+
+    ``tile=(size, overlap)`` predicts tile by tile (:func:`pixelwise.engine.tiling.predict_tiled`),
+    for images too large for one pass; ``unet_original`` then uses the paper's overlap-tile scheme.
+    """
+    inputs = to_model_input(image, device)
+    if tile is None:
+        return model(inputs).float()
+    from pixelwise.engine.tiling import predict_tiled
+
+    return predict_tiled(model, inputs, tile[0], tile[1], model.num_classes).float()
 
 
 def predict_mask(model: nn.Module, image: np.ndarray, device: torch.device | str = "cpu",
-                 postprocess: LabelPostprocess | None = None) -> np.ndarray:
+                 postprocess: LabelPostprocess | None = None,
+                 tile: tuple[int, int] | None = None) -> np.ndarray:
     """The label map ``H x W`` (uint8 when the classes fit, int64 otherwise)."""
-    logits = predict_logits(model, image, device)
+    logits = predict_logits(model, image, device, tile)
     labels = postprocess(logits, image) if postprocess else logits.argmax(1)[0]
     labels = labels.cpu().numpy()
     return labels.astype(np.uint8) if logits.shape[1] <= 255 else labels
@@ -76,7 +87,7 @@ def predict_mask(model: nn.Module, image: np.ndarray, device: torch.device | str
 def predict_files(model: nn.Module, images: Sequence[Path], output_dir: str | Path, *,
                   palette: np.ndarray, class_names: Sequence[str] | None = None, overlay: bool = False,
                   device: torch.device | str = "cpu", postprocess: LabelPostprocess | None = None,
-                  progress: bool = False) -> list[Path]:
+                  tile: tuple[int, int] | None = None, progress: bool = False) -> list[Path]:
     """Write ``NAME.png`` (index PNG with a palette) and optionally ``NAME_overlay.png`` per image."""
     from tqdm.auto import tqdm
 
@@ -89,7 +100,7 @@ def predict_files(model: nn.Module, images: Sequence[Path], output_dir: str | Pa
     model.eval()
     for path in tqdm(images, desc="predict", disable=not progress, unit="image"):
         image = read_rgb(path)
-        mask = predict_mask(model, image, device, postprocess)
+        mask = predict_mask(model, image, device, postprocess, tile)
         save_index_png(mask, palette, output_dir / f"{path.stem}.png")
         written.append(output_dir / f"{path.stem}.png")
         if overlay:

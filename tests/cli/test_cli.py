@@ -148,3 +148,15 @@ def test_train_with_crf_rnn_and_reload(folder_data, tmp_path):
     model, checkpoint = load_model(out / "best.pt")
     assert isinstance(model, CRFRNNModel) and checkpoint["crf_rnn"] == {"iterations": 2}
     assert model.crf.iterations == 2
+
+
+def test_predict_in_tiles_matches_whole_image_shape(trained_run, tmp_path):
+    image = np.random.default_rng(1).integers(0, 255, (45, 70, 3), np.uint8)
+    Image.fromarray(image).save(tmp_path / "big.png")
+    for name, extra in (("whole", []), ("tiled", ["--tile", "32", "--tile-overlap", "8"])):
+        assert main(["predict", "--checkpoint", str(trained_run / "best.pt"), "--input", str(tmp_path / "big.png"),
+                     "--output", str(tmp_path / name), *extra]) == 0
+    whole = np.asarray(Image.open(tmp_path / "whole" / "big.png"))
+    tiled = np.asarray(Image.open(tmp_path / "tiled" / "big.png"))
+    assert tiled.shape == whole.shape == (45, 70)
+    assert tiled.max() < 7
