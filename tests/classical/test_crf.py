@@ -3,7 +3,6 @@ updates, invariants, the engine hooks and the input checks."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 
 import math
 
@@ -17,13 +16,6 @@ from pixelwise.data.scenes import CLASSES, generate_scene
 from pixelwise.data.transforms import eval_transforms
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny inputs: one torch thread avoids OpenMP hand-offs, which are slow on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def noisy_probs(labels: np.ndarray, num_classes: int, seed: int, noise: float = 1.5) -> np.ndarray:

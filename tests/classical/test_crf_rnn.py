@@ -3,7 +3,6 @@ gradients, gradients into the unary network, the output convention and the error
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -17,13 +16,6 @@ from pixelwise.models import create_model
 DENSE_PARAMS = {"pos_xy_std": 3.0, "pos_w": 3.0, "bi_xy_std": 80.0, "bi_rgb_std": 13.0, "bi_w": 10.0}
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny inputs: one torch thread avoids OpenMP hand-offs, which are slow on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def scene_batch(size: tuple[int, int] = (24, 32), seeds: tuple[int, ...] = (0, 1)) -> tuple[torch.Tensor, torch.Tensor]:

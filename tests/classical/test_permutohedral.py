@@ -3,7 +3,6 @@ Gaussian filtering, the reference implementation's own filter, the adjoint and t
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 
 import math
 
@@ -15,13 +14,6 @@ from pixelwise.classical import permutohedral
 from pixelwise.classical.permutohedral import PermutohedralLattice, permutohedral_filter
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny inputs: one torch thread avoids OpenMP hand-offs, which are slow on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def random_points(num: int, dim: int, spread: float, seed: int = 0) -> torch.Tensor:
