@@ -25,6 +25,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/trainer_overhead.py
 	$(BIN)/python benchmarks/classical.py --quality
 	$(BIN)/python benchmarks/checkerboard.py
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python benchmarks/crf.py
 
 clean:
 	rm -rf runs .pytest_cache
