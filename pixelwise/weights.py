@@ -57,3 +57,36 @@ def load_weights_file(module: nn.Module, path: str | Path) -> nn.Module:
         raise CheckpointError(f"{path} does not hold a state dict (got {type(state_dict).__name__})")
     load_model_state(module, state_dict, source=str(path))
     return module
+
+
+def load_matching_state(model: nn.Module, state_dict: dict[str, torch.Tensor], *, source: str) -> dict[str, list[str]]:
+    """Warm start: copy every tensor of ``state_dict`` whose name and shape match ``model``'s.
+
+    For staged training (FCN-32s -> 16s -> 8s, a network -> the same network + CRF-RNN,
+    fine-tuning on a label set of another size): tensors only one side has, or whose shapes
+    differ, keep the model's own initialisation and are reported, not silently dropped. Names
+    are also tried with the ``model.`` prefix added or removed, so a plain network's weights load
+    into its :class:`~pixelwise.classical.CRFRNNModel` wrapper and back. Returns
+    ``{"loaded": [...], "new": [...], "skipped": ["name: checkpoint (...) vs model (...)", ...]}``;
+    raises :class:`CheckpointError` when not a single tensor fits.
+
+    >>> source, target = nn.Linear(2, 3), nn.Sequential()
+    >>> target.add_module("model", nn.Linear(2, 3))
+    >>> load_matching_state(target, source.state_dict(), source="linear")["loaded"]
+    ['model.bias', 'model.weight']
+    >>> bool(torch.equal(target.model.weight, source.weight))
+    True
+    """
+    own = model.state_dict()
+    candidates = [dict(state_dict), {f"model.{key}": value for key, value in state_dict.items()},
+                  {key[len("model."):]: value for key, value in state_dict.items() if key.startswith("model.")}]
+    renamed = max(candidates, key=lambda mapping: len(set(mapping) & set(own)))
+    common = sorted(set(renamed) & set(own))
+    loaded = [key for key in common if renamed[key].shape == own[key].shape]
+    skipped = [f"{key}: checkpoint {tuple(renamed[key].shape)} vs model {tuple(own[key].shape)}"
+               for key in common if renamed[key].shape != own[key].shape]
+    if not loaded:
+        raise CheckpointError(f"{source}: no tensor fits this model (names and shapes differ everywhere; "
+                              f"checkpoint keys start {_shorten(sorted(state_dict), 4)})")
+    model.load_state_dict({key: renamed[key] for key in loaded}, strict=False)
+    return {"loaded": loaded, "new": sorted(set(own) - set(renamed)), "skipped": skipped}

@@ -41,32 +41,40 @@ def add_dataset(parser: argparse.ArgumentParser, *, required: bool = False) -> N
                         help="extra dataset argument, e.g. size=96 (repeatable)")
 
 
-# --crf-* flag -> dense_crf / grid_crf keyword (the paper's and DeepLab's parameter names).
+# --crf-* flag -> dense_crf / grid_crf keyword (the paper's and DeepLab's parameter names), its type,
+# help, and the CRF kinds that take it.
 CRF_FLAGS = {
-    "iterations": (int, "mean-field iterations (default 5)"),
-    "pos_xy_std": (float, "dense: smoothness kernel's position std in pixels (default 3)"),
-    "pos_w": (float, "dense: smoothness kernel's Potts weight (default 3)"),
-    "bi_xy_std": (float, "dense: appearance kernel's position std in pixels (default 80)"),
-    "bi_rgb_std": (float, "dense: appearance kernel's colour std (default 13)"),
-    "bi_w": (float, "dense: appearance kernel's Potts weight (default 10)"),
+    "iterations": (int, "mean-field iterations (default 5)", ("dense", "grid")),
+    "pos_xy_std": (float, "dense: smoothness kernel's position std in pixels (default 3)", ("dense",)),
+    "pos_w": (float, "dense: smoothness kernel's Potts weight (default 3)", ("dense",)),
+    "bi_xy_std": (float, "dense: appearance kernel's position std in pixels (default 80)", ("dense",)),
+    "bi_rgb_std": (float, "dense: appearance kernel's colour std (default 13)", ("dense",)),
+    "bi_w": (float, "dense: appearance kernel's Potts weight (default 10)", ("dense",)),
+    "connectivity": (int, "grid: 4 or 8 neighbours (default 4)", ("grid",)),
+    "weight": (float, "grid: Potts weight of a link (default 1)", ("grid",)),
+    "theta": (float, "grid: colour contrast scale (default: estimated from the image)", ("grid",)),
 }
 
 
 def add_crf(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--crf", nargs="?", const="dense", choices=("dense", "grid"), default=None,
                         help="refine predictions with a CRF: dense (Kraehenbuehl & Koltun 2011, default) or grid")
-    for name, (kind, text) in CRF_FLAGS.items():
+    for name, (kind, text, _) in CRF_FLAGS.items():
         parser.add_argument(f"--crf-{name.replace('_', '-')}", dest=f"crf_{name}", type=kind, default=None,
                             help=text)
 
 
 def crf_hooks(args: argparse.Namespace):
     """The CRF post-processing hooks the flags ask for, or None without ``--crf``."""
+    params = {name: getattr(args, f"crf_{name}") for name in CRF_FLAGS if getattr(args, f"crf_{name}") is not None}
     if args.crf is None:
+        if params:
+            flags = ", ".join(f"--crf-{name.replace('_', '-')}" for name in params)
+            raise ValueError(f"{flags} given without --crf (add --crf dense or --crf grid)")
         return None
     from pixelwise.classical import crf_postprocess
 
-    params = {name: getattr(args, f"crf_{name}") for name in CRF_FLAGS if getattr(args, f"crf_{name}") is not None}
-    if args.crf == "grid" and set(params) - {"iterations"}:
-        raise ValueError(f"--crf grid takes only --crf-iterations, got {sorted(params)}")
+    foreign = [f"--crf-{name.replace('_', '-')}" for name in params if args.crf not in CRF_FLAGS[name][2]]
+    if foreign:
+        raise ValueError(f"--crf {args.crf} does not take {', '.join(foreign)}")
     return crf_postprocess(args.crf, **params)

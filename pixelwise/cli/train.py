@@ -13,8 +13,10 @@ SCALAR_FLAGS = {
     "epochs": (int, "passes over the training split"),
     "batch_size": (int, "images per step (per process under torchrun)"),
     "crop": (int, "training crop size (padded with ignore where the image is smaller)"),
-    "optimizer": (str, "sgd | adamw"),
-    "lr": (float, "base learning rate (poly decay with warm-up)"),
+    "optimizer": (str, "sgd | adamw | rmsprop"),
+    "lr": (float, "base learning rate (after the warm-up; then the --schedule decay)"),
+    "schedule": (str, "poly (decay to 0 over the run) | exp (times --lr-gamma every epoch)"),
+    "lr_gamma": (float, "the exp schedule's factor per epoch (FC-DenseNet: 0.995)"),
     "momentum": (float, "SGD momentum"),
     "weight_decay": (float, "weight decay (not on biases and norm parameters)"),
     "warmup_iters": (int, "linear warm-up steps"),
@@ -29,6 +31,8 @@ SCALAR_FLAGS = {
     "out": (str, "run folder (checkpoints, logs, curves)"),
     "train_split": (str, "split to train on"),
     "val_split": (str, "split to evaluate on"),
+    "init_from": (str, "RUN/best.pt: start from that run's weights where names and shapes match "
+                       "(staged training; the rest keeps its initialisation)"),
 }
 # TrainConfig booleans with --flag / --no-flag.
 SWITCHES = {

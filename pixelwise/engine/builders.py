@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from pixelwise.engine.optim import build_optimizer, build_scheduler
 from pixelwise.engine.trainer import Trainer
 from pixelwise.losses import build_loss
 from pixelwise.models import create_model
+from pixelwise.weights import load_matching_state
 
 # Files a run directory holds; --overwrite removes exactly these and nothing else.
 RUN_FILES = ("last.pt", "best.pt", "log.jsonl", "metrics.json", "curves.png", "config.yaml")
@@ -123,13 +125,20 @@ def build_trainer(config: TrainConfig, *, resume: str | Path | None = None, over
     train_set, val_set = build_datasets(config)
     meta = model_meta(config, train_set)
     torch.manual_seed(config.seed)  # the initial weights
-    model = build_model(meta, config.model_kwargs).to(device)
+    model = build_model(meta, config.model_kwargs)
+    if checkpoint is None and config.init_from:  # a resumed run's weights come from its checkpoint
+        report = initialise_from(model, config.init_from)
+        if rank == 0:
+            print(report, file=sys.stderr)
+    model = model.to(device)
     model = _wrap_distributed(model, device, world_size)  # before the optimizer: SyncBN makes new params
-    total_iters = config.epochs * _batches_per_epoch(len(train_set), config.batch_size, world_size)
+    steps_per_epoch = _batches_per_epoch(len(train_set), config.batch_size, world_size)
+    total_iters = config.epochs * steps_per_epoch
     optimizer = build_optimizer(model, config.optimizer, lr=config.lr, weight_decay=config.weight_decay,
                                 momentum=config.momentum)
     scheduler = build_scheduler(optimizer, total_iters=total_iters, warmup_iters=config.warmup_iters,
-                                power=config.poly_power)
+                                power=config.poly_power, schedule=config.schedule, gamma=config.lr_gamma,
+                                steps_per_epoch=steps_per_epoch)
     sampler = EpochSampler(len(train_set), seed=config.seed, rank=rank, world_size=world_size, drop_last=True)
     trainer = Trainer(
         model, build_loss(config.loss, ignore_index=meta["ignore_index"], class_weights=config.class_weights),
@@ -153,6 +162,20 @@ def train(config: TrainConfig, *, resume: str | Path | None = None, overwrite: b
           progress: bool = True) -> dict[str, Any]:
     """Train as ``pixelwise train`` does; returns the run summary (also in ``metrics.json``)."""
     return build_trainer(config, resume=resume, overwrite=overwrite, progress=progress).fit()
+
+
+def initialise_from(model: nn.Module, path: str | Path) -> str:
+    """Load the tensors of checkpoint ``path`` that fit ``model`` (same name and shape); returns a
+    one-paragraph report of what was loaded, what is new and what was skipped."""
+    checkpoint = load_checkpoint(path)
+    result = load_matching_state(model, checkpoint["model"], source=str(path))
+    lines = [f"init_from {path}: loaded {len(result['loaded'])} of {len(model.state_dict())} tensors "
+             f"from a {checkpoint.get('model_name')} checkpoint"]
+    if result["new"]:
+        lines.append(f"  new (own initialisation): {', '.join(result['new'])}")
+    if result["skipped"]:
+        lines.append(f"  skipped (shape differs): {'; '.join(result['skipped'])}")
+    return "\n".join(lines)
 
 
 def build_model(meta: dict[str, Any], model_kwargs: dict[str, Any]) -> nn.Module:

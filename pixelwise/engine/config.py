@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from pixelwise.engine.optim import OPTIMIZERS, SCHEDULES
+
 
 class ConfigError(ValueError):
     """A recipe with unknown keys or values out of their allowed set."""
@@ -27,6 +29,7 @@ class TrainConfig:
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     crf_rnn: bool = False  # append a CRF-as-RNN layer (Zheng et al. 2015), trained end to end
     crf_rnn_kwargs: dict[str, Any] = field(default_factory=dict)
+    init_from: str | None = None  # a checkpoint whose matching weights start the run (staged training)
     dataset: str = "synthetic"
     data_root: str | None = None
     dataset_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -35,12 +38,14 @@ class TrainConfig:
     # schedule
     epochs: int = 10
     batch_size: int = 8
-    optimizer: str = "adamw"  # sgd | adamw
+    optimizer: str = "adamw"  # sgd | adamw | rmsprop
     lr: float = 1e-3
     momentum: float = 0.9
     weight_decay: float = 1e-4
     warmup_iters: int = 0
+    schedule: str = "poly"  # poly (over the whole run) | exp (lr_gamma per epoch)
     poly_power: float = 0.9
+    lr_gamma: float = 0.995  # the exp schedule's factor per epoch
     grad_clip: float | None = None
     amp: bool = False  # bf16 autocast on CPU, fp16 with a grad scaler on CUDA
     loss: str = "ce"
@@ -60,8 +65,10 @@ class TrainConfig:
     out: str = "runs/train"
 
     def __post_init__(self) -> None:
-        if self.optimizer not in ("sgd", "adamw"):
-            raise ConfigError(f"optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         for name in ("epochs", "batch_size", "crop", "eval_every", "log_every"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)!r}")

@@ -134,7 +134,43 @@ def test_evaluate_and_predict_with_crf(trained_run, folder_data, tmp_path):
 
 def test_grid_crf_refuses_dense_parameters(trained_run, tmp_path, capsys):
     code = main(["evaluate", "--checkpoint", str(trained_run / "best.pt"), "--crf", "grid", "--crf-bi-w", "4"])
-    assert code == 2 and "--crf grid takes only --crf-iterations" in capsys.readouterr().err
+    assert code == 2 and "--crf grid does not take --crf-bi-w" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--crf", "--crf-theta", "5"], "--crf dense does not take --crf-theta"),
+    (["--crf-weight", "2"], "--crf-weight given without --crf"),
+    (["--crf", "grid", "--crf-connectivity", "6"], "connectivity"),
+])
+def test_crf_flag_errors(trained_run, capsys, flags, message):
+    assert main(["evaluate", "--checkpoint", str(trained_run / "best.pt"), *flags]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_crf_flags_reach_the_crf(monkeypatch):
+    import pixelwise.classical
+    from pixelwise.cli.common import crf_hooks
+    from pixelwise.cli.main import build_parser
+
+    seen = []
+    monkeypatch.setattr(pixelwise.classical, "crf_postprocess", lambda kind, **params: seen.append((kind, params)))
+    for flags in (["--crf", "grid", "--crf-connectivity", "8", "--crf-weight", "2.5", "--crf-theta", "20",
+                   "--crf-iterations", "3"],
+                  ["--crf", "--crf-pos-w", "2", "--crf-bi-xy-std", "40", "--crf-bi-rgb-std", "5"]):
+        crf_hooks(build_parser().parse_args(["evaluate", "--checkpoint", "x.pt", *flags]))
+    assert seen == [("grid", {"connectivity": 8, "weight": 2.5, "theta": 20.0, "iterations": 3}),
+                    ("dense", {"pos_w": 2.0, "bi_xy_std": 40.0, "bi_rgb_std": 5.0})]
+
+
+def test_grid_crf_with_zero_weight_keeps_the_argmax(trained_run, folder_data, tmp_path):
+    # No pairwise term: the CRF returns the network's own probabilities, so the labels are unchanged.
+    common = ["predict", "--checkpoint", str(trained_run / "best.pt"), "--input", str(folder_data / "images" / "val")]
+    assert main([*common, "--output", str(tmp_path / "plain")]) == 0
+    assert main([*common, "--output", str(tmp_path / "crf"), "--crf", "grid", "--crf-weight", "0",
+                 "--crf-connectivity", "8"]) == 0
+    plain = sorted((tmp_path / "plain").rglob("*.png"))
+    assert plain and [p.read_bytes() for p in plain] == [
+        (tmp_path / "crf" / p.relative_to(tmp_path / "plain")).read_bytes() for p in plain]
 
 
 def test_train_with_crf_rnn_and_reload(folder_data, tmp_path):

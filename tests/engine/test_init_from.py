@@ -1,0 +1,84 @@
+"""Warm starts (``init_from``): weights that fit are loaded, the rest is reported, nothing is silent."""
+
+import pytest
+import torch
+from torch import nn
+
+from pixelwise.engine import CheckpointError, TrainConfig, build_trainer, load_checkpoint
+from pixelwise.engine.builders import initialise_from
+from pixelwise.models import create_model
+from pixelwise.weights import load_matching_state
+
+
+def config(out, **changes) -> TrainConfig:
+    values = dict(model="fcn8s_tiny", dataset="synthetic", dataset_kwargs={"size": 32, "num_samples": 8},
+                  epochs=1, batch_size=4, crop=32, eval_every=1, out=str(out), seed=3)
+    return TrainConfig(**{**values, **changes})
+
+
+@pytest.fixture(scope="module")
+def source_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("source") / "run"
+    build_trainer(config(out), progress=False).fit()
+    return out
+
+
+def test_the_next_run_starts_from_the_checkpoint(source_run, tmp_path, capsys):
+    trainer = build_trainer(config(tmp_path / "next", init_from=str(source_run / "last.pt"), seed=4),
+                            progress=False)
+    loaded = load_checkpoint(source_run / "last.pt")["model"]
+    assert all(torch.equal(value, loaded[key]) for key, value in trainer.model.state_dict().items())
+    assert f"init_from {source_run / 'last.pt'}: loaded 50 of 50 tensors" in capsys.readouterr().err
+    assert "init_from" in (tmp_path / "next" / "config.yaml").read_text()
+
+
+def test_crf_rnn_stage_keeps_the_network_and_adds_the_crf(source_run, tmp_path, capsys):
+    trainer = build_trainer(config(tmp_path / "crf", init_from=str(source_run / "last.pt"), crf_rnn=True),
+                            progress=False)
+    loaded = load_checkpoint(source_run / "last.pt")["model"]
+    assert all(torch.equal(value, loaded[key]) for key, value in trainer.model.model.state_dict().items())
+    assert torch.equal(trainer.model.crf.compatibility, 1 - torch.eye(7))  # Potts, its own init
+    assert "new (own initialisation): crf.compatibility, crf.kernel_weights" in capsys.readouterr().err
+
+
+def test_fcn32s_to_fcn16s_reports_new_and_reshaped_tensors():
+    # The paper's staged training: FCN-16s starts from FCN-32s; score_pool4 is new, and the final
+    # fixed upsampling kernel differs in size (x32 -> x16).
+    small = {"width_divisor": 32, "zero_init_scores": False}
+    fcn32, fcn16 = create_model("fcn32s", num_classes=3, **small), create_model("fcn16s", num_classes=3, **small)
+    result = load_matching_state(fcn16, fcn32.state_dict(), source="fcn32s")
+    assert result["new"] == ["score_pool.pool4.bias", "score_pool.pool4.weight", "upscore_pool.pool4.weight"]
+    assert result["skipped"] == ["upscore.weight: checkpoint (3, 3, 64, 64) vs model (3, 3, 32, 32)"]
+    assert torch.equal(fcn16.score_fr.weight, fcn32.score_fr.weight)
+    assert len(result["loaded"]) == len(fcn32.state_dict()) - 1
+
+
+def test_weights_go_back_from_the_wrapper_to_the_network():
+    from pixelwise.classical import with_crf_rnn
+
+    wrapped = with_crf_rnn(create_model("fcn8s_tiny", num_classes=3))
+    plain = create_model("fcn8s_tiny", num_classes=3)
+    result = load_matching_state(plain, wrapped.state_dict(), source="wrapped")
+    assert not result["new"] and not result["skipped"]
+    assert all(torch.equal(v, wrapped.model.state_dict()[k]) for k, v in plain.state_dict().items())
+
+
+def test_nothing_fits_is_an_error(tmp_path, source_run):
+    with pytest.raises(CheckpointError, match="no tensor fits this model"):
+        load_matching_state(nn.Linear(2, 2), {"conv.weight": torch.zeros(1)}, source="x.pt")
+    with pytest.raises(CheckpointError, match="does not exist"):
+        initialise_from(nn.Linear(2, 2), tmp_path / "missing.pt")
+    with pytest.raises(CheckpointError, match="no tensor fits"):
+        initialise_from(nn.Linear(2, 2), source_run / "last.pt")
+
+
+def test_resuming_ignores_init_from(source_run, tmp_path, capsys):
+    # A resumed run's weights are its own checkpoint's, whatever init_from says.
+    first = build_trainer(config(tmp_path / "run", epochs=2, seed=5), progress=False)
+    first.fit(stop_after=1)
+    capsys.readouterr()
+    resumed = build_trainer(config(tmp_path / "run", epochs=2, seed=5, init_from=str(source_run / "last.pt")),
+                            resume=tmp_path / "run" / "last.pt", progress=False)
+    own = load_checkpoint(tmp_path / "run" / "last.pt")["model"]
+    assert all(torch.equal(value, own[key]) for key, value in resumed.model.state_dict().items())
+    assert "init_from" not in capsys.readouterr().err
