@@ -26,6 +26,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/classical.py --quality
 	$(BIN)/python benchmarks/checkerboard.py
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python benchmarks/crf.py
+	$(BIN)/python benchmarks/crf_rnn.py --scratch
 
 clean:
 	rm -rf runs .pytest_cache
