@@ -113,7 +113,7 @@ def test_training_with_amp_on_the_gpu(tmp_path):
     from pixelwise.engine.builders import build_datasets
 
     config = TrainConfig(model="unet", model_kwargs={"base_width": 8}, dataset="synthetic",
-                         dataset_kwargs={"size": 64, "num_samples": 32}, epochs=3, batch_size=8, crop=64,
+                         dataset_kwargs={"size": 64, "num_samples": 64}, epochs=8, batch_size=8, crop=64,
                          lr=3e-3, amp=True, device="cuda", out=str(tmp_path / "run"), seed=0)
     summary = train(config, progress=False)
     assert np.isfinite(summary["best_miou"]) and summary["best_miou"] > 0.2
