@@ -64,7 +64,7 @@ def test_crf_rnn_forward_and_backward_on_the_gpu():
     results = []
     for device in ("cpu", CUDA):
         crf = CRFRNN(7, iterations=3).to(device)
-        x = logits.to(device).requires_grad_()
+        x = logits.to(device).detach().requires_grad_()
         out = crf(x, images.to(device))
         out.square().mean().backward()
         results.append([out.detach().cpu(), x.grad.cpu(), crf.compatibility.grad.cpu(), crf.kernel_weights.grad.cpu()])

@@ -148,7 +148,7 @@ def _edge_weights(image: Tensor, offsets: list[tuple[int, int]], weight: float, 
         theta = math.sqrt(max(mean, 1e-6) / 2)
     elif theta <= 0:
         raise ValueError(f"theta must be > 0 (or None to estimate it), got {theta}")
-    distance = torch.tensor([math.hypot(dy, dx) for dy, dx in offsets])[:, None, None]
+    distance = torch.tensor([math.hypot(dy, dx) for dy, dx in offsets], device=rgb.device)[:, None, None]
     return weight * torch.exp(-squared / (2 * theta**2)) / distance * valid
 
 
