@@ -110,13 +110,23 @@ def check_resume_compatible(checkpoint: dict[str, Any], meta: dict[str, Any], so
         raise CheckpointError(f"cannot resume from {source}: " + "; ".join(differences))
 
 
+def distributed_cuda_index() -> int:
+    """This process's GPU under torchrun: ``LOCAL_RANK``, which must name a visible device."""
+    local_rank, visible = int(os.environ.get("LOCAL_RANK", "0")), torch.cuda.device_count()
+    if local_rank >= visible:
+        raise ValueError(f"torchrun process with LOCAL_RANK={local_rank} but only {visible} CUDA device(s) "
+                         f"visible: start at most {visible} processes per node (--nproc_per_node), "
+                         "or train on CPUs with --device cpu")
+    return local_rank
+
+
 def build_trainer(config: TrainConfig, *, resume: str | Path | None = None, overwrite: bool = False,
                   progress: bool = True) -> Trainer:
     """Everything ``pixelwise train`` builds, ready to ``fit()``."""
     rank, world_size = distributed_rank_and_size()
     device = resolve_device(config.device)
     if device.type == "cuda" and world_size > 1:
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        device = torch.device("cuda", distributed_cuda_index())
         torch.cuda.set_device(device)
     checkpoint = load_checkpoint(resume) if resume else None
     out_dir = prepare_run_dir(config.out, resume=checkpoint is not None, overwrite=overwrite) if rank == 0 \

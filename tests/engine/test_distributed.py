@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from pixelwise.data import build_dataset
@@ -17,7 +18,7 @@ def test_torchrun_two_processes_train_and_evaluate_like_one(tmp_path):
                "-m", "pixelwise", "train", "--model", "unet", "--model-arg", "base_width=4",
                "--model-arg", "depth=2", "--dataset", "synthetic", "--dataset-arg", "size=32",
                "--dataset-arg", "num_samples=10", "--epochs", "2", "--batch-size", "2", "--crop", "24",
-               "--log-every", "1", "--out", str(out), "--no-progress"]
+               "--log-every", "1", "--out", str(out), "--no-progress", "--device", "cpu"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("epochs_completed") == 1  # only rank 0 reports
@@ -33,3 +34,14 @@ def test_torchrun_two_processes_train_and_evaluate_like_one(tmp_path):
     last_eval = [r for r in records if r["kind"] == "eval"][-1]
     assert last_eval["pixel_accuracy"] == alone["pixel_accuracy"]
     assert abs(last_eval["miou"] - alone["miou"]) < 1e-12
+
+
+def test_more_processes_than_gpus_is_explained(monkeypatch):
+    from pixelwise.engine.builders import distributed_cuda_index
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    with pytest.raises(ValueError, match=r"LOCAL_RANK=1 but only 1 CUDA device\(s\) visible.*--device cpu"):
+        distributed_cuda_index()
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    assert distributed_cuda_index() == 0

@@ -12,7 +12,7 @@ from pixelwise.weights import load_matching_state
 
 def config(out, **changes) -> TrainConfig:
     values = dict(model="fcn8s_tiny", dataset="synthetic", dataset_kwargs={"size": 32, "num_samples": 8},
-                  epochs=1, batch_size=4, crop=32, eval_every=1, out=str(out), seed=3)
+                  epochs=1, batch_size=4, crop=32, eval_every=1, out=str(out), seed=3, device="cpu")
     return TrainConfig(**{**values, **changes})
 
 
