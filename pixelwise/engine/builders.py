@@ -57,13 +57,15 @@ def build_datasets(config: TrainConfig) -> tuple[Dataset, Dataset]:
     return build(config.train_split, train_tf), build(config.val_split, eval_transforms())
 
 
-def distributed_rank_and_size() -> tuple[int, int]:
-    """Join the process group ``torchrun`` describes in the environment; (0, 1) without one."""
+def distributed_rank_and_size(device: torch.device = torch.device("cpu")) -> tuple[int, int]:
+    """Join the process group ``torchrun`` describes in the environment; (0, 1) without one.
+    The backend follows the training device (NCCL for CUDA, gloo for CPUs), not the machine:
+    ``--device cpu`` on a GPU machine still needs gloo."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size == 1:
         return 0, 1
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return dist.get_rank(), dist.get_world_size()
 
 
@@ -123,8 +125,8 @@ def distributed_cuda_index() -> int:
 def build_trainer(config: TrainConfig, *, resume: str | Path | None = None, overwrite: bool = False,
                   progress: bool = True) -> Trainer:
     """Everything ``pixelwise train`` builds, ready to ``fit()``."""
-    rank, world_size = distributed_rank_and_size()
     device = resolve_device(config.device)
+    rank, world_size = distributed_rank_and_size(device)
     if device.type == "cuda" and world_size > 1:
         device = torch.device("cuda", distributed_cuda_index())
         torch.cuda.set_device(device)

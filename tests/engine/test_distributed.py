@@ -45,3 +45,20 @@ def test_more_processes_than_gpus_is_explained(monkeypatch):
         distributed_cuda_index()
     monkeypatch.setenv("LOCAL_RANK", "0")
     assert distributed_cuda_index() == 0
+
+
+@pytest.mark.parametrize(("device", "backend"), [("cpu", "gloo"), ("cuda", "nccl")])
+def test_the_backend_follows_the_training_device(monkeypatch, device, backend):
+    # Seen on a GPU machine: `--device cpu` under torchrun must use gloo even though CUDA exists.
+    import torch.distributed as dist
+
+    from pixelwise.engine.builders import distributed_rank_and_size
+
+    chosen = []
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setattr(dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(dist, "init_process_group", lambda name: chosen.append(name))
+    monkeypatch.setattr(dist, "get_rank", lambda: 1)
+    monkeypatch.setattr(dist, "get_world_size", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert distributed_rank_and_size(torch.device(device)) == (1, 2) and chosen == [backend]
