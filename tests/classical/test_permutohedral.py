@@ -101,6 +101,28 @@ def test_gradcheck() -> None:
     assert torch.autograd.gradcheck(lattice.filter, (values,))
 
 
+@pytest.mark.parametrize("normalization", [None, "symmetric"])
+def test_block_diagonal_filters_each_part_alone(monkeypatch: pytest.MonkeyPatch, normalization: str | None) -> None:
+    # Small chunks, so the merged splat spans several chunks that cut across the parts.
+    monkeypatch.setattr(permutohedral, "CHUNK", 64)
+    parts = [PermutohedralLattice(random_points(n, 5, 3.0, seed=n), normalization=normalization)
+             for n in (150, 1, 90)]
+    merged = PermutohedralLattice.block_diagonal(parts)
+    assert (merged.num_points, merged.num_vertices) == (241, sum(p.num_vertices for p in parts))
+    values = torch.randn(241, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    pieces = values.split([150, 1, 90])
+    for reverse in (False, True):
+        expected = torch.cat([part.filter(piece, reverse=reverse) for part, piece in zip(parts, pieces)])
+        torch.testing.assert_close(merged.filter(values, reverse=reverse), expected, rtol=1e-12, atol=1e-12)
+    out = torch.zeros_like(values)
+    torch.testing.assert_close(merged.filter_add_(out, values), merged.filter(values), rtol=1e-12, atol=1e-12)
+    assert PermutohedralLattice.block_diagonal(parts[:1]) is parts[0]
+    with pytest.raises(ValueError, match="one feature dimension and normalization"):
+        PermutohedralLattice.block_diagonal([parts[0], PermutohedralLattice(random_points(5, 2, 1.0))])
+    with pytest.raises(ValueError, match="at least one lattice"):
+        PermutohedralLattice.block_diagonal([])
+
+
 def test_sorting_fallback_gives_the_same_lattice(monkeypatch: pytest.MonkeyPatch) -> None:
     features, values = random_points(500, 5, 4.0), torch.rand(500, 3)
     table = PermutohedralLattice(features)
