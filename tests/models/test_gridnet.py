@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from pixelwise.models import count_parameters, create_model, model_info, parameter_count
 from pixelwise.models.gridnet import GridNet, LateralUnit, TotalDropout, total_dropout
