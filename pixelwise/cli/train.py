@@ -12,7 +12,6 @@ SCALAR_FLAGS = {
     "model": (str, "registered model name (pixelwise models)"),
     "epochs": (int, "passes over the training split"),
     "batch_size": (int, "images per step (per process under torchrun)"),
-    "crop": (int, "training crop size (padded with ignore where the image is smaller)"),
     "optimizer": (str, "sgd | adamw | rmsprop"),
     "lr": (float, "base learning rate (after the warm-up; then the --schedule decay)"),
     "schedule": (str, "poly (decay to 0 over the run) | exp (times --lr-gamma every epoch)"),
@@ -51,6 +50,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None, help=text)
     parser.add_argument("--scale", type=float, nargs=2, metavar=("MIN", "MAX"), default=None,
                         help="random rescaling range")
+    parser.add_argument("--crop", type=int, nargs="+", metavar="SIZE", default=None,
+                        help="training crop: SIZE (square) or HEIGHT WIDTH; padded with ignore where the "
+                             "image is smaller")
     for name, text in SWITCHES.items():
         parser.add_argument(f"--{name.replace('_', '-')}", action=argparse.BooleanOptionalAction, default=None,
                             help=text)
@@ -80,7 +82,7 @@ def config_from_args(args: argparse.Namespace):
     else:
         base = {}
     overrides = {name: getattr(args, name) for name in SCALAR_FLAGS if getattr(args, name) is not None}
-    for flag in ("dataset", "data_root", "device", "scale", *SWITCHES):
+    for flag in ("dataset", "data_root", "device", "scale", "crop", *SWITCHES):
         if getattr(args, flag) is not None:
             overrides[flag] = getattr(args, flag)
     if args.model_arg:

@@ -51,7 +51,7 @@ class TrainConfig:
     loss: str = "ce"
     class_weights: list[float] | None = None
     # data pipeline
-    crop: int = 128
+    crop: int | tuple[int, int] = 128  # square side, or [height, width]
     scale: tuple[float, float] = (0.5, 2.0)
     hflip: bool = True
     color: float = 0.0
@@ -69,9 +69,10 @@ class TrainConfig:
             raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
-        for name in ("epochs", "batch_size", "crop", "eval_every", "log_every"):
+        for name in ("epochs", "batch_size", "eval_every", "log_every"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        self.crop = _crop_size(self.crop)
         if self.num_workers < 0:
             raise ConfigError(f"num_workers must be >= 0, got {self.num_workers!r}")
         self.scale = tuple(float(s) for s in self.scale)  # YAML gives lists
@@ -93,10 +94,20 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         values = dataclasses.asdict(self)
         values["scale"] = list(self.scale)
+        if isinstance(self.crop, tuple):
+            values["crop"] = list(self.crop)
         return values
 
     def replace(self, **changes: Any) -> TrainConfig:
         return self.from_dict({**self.to_dict(), **changes})
+
+
+def _crop_size(value: Any) -> int | tuple[int, int]:
+    """``crop``: one positive int (a square) or two (``[height, width]``, from YAML or the CLI)."""
+    sizes = list(value) if isinstance(value, (list, tuple)) else [value]
+    if len(sizes) not in (1, 2) or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in sizes):
+        raise ConfigError(f"crop must be a size >= 1 or [height, width], got {value!r}")
+    return sizes[0] if len(sizes) == 1 else (sizes[0], sizes[1])
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:

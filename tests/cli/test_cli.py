@@ -106,6 +106,8 @@ def test_flags_override_the_config_file(tmp_path):
     config = config_from_args(args)
     assert (config.model, config.epochs, config.hflip, config.scale, config.lr) == ("unet", 5, False, (0.5, 1.0), 0.1)
     assert config.model_kwargs == {"base_width": 8, "depth": 2}
+    assert config_from_args(build_parser().parse_args(["train", "--crop", "40", "72"])).crop == (40, 72)
+    assert config_from_args(build_parser().parse_args(["train", "--crop", "40"])).crop == 40
 
 
 def test_resume_from_the_cli_continues_the_run(folder_data, tmp_path):

@@ -183,3 +183,10 @@ def test_denormalize_inverts_normalisation_for_single_and_batched_images() -> No
     assert torch.allclose(denormalize(normalised) * 255, image.float(), atol=1e-3)
     batch = torch.stack([normalised, normalised])
     assert torch.allclose(denormalize(batch)[1] * 255, image.float(), atol=1e-3)
+
+
+def test_rectangular_training_crop() -> None:
+    out = train_transforms((40, 72), scale=None)(make_sample(48, 64))
+    assert out["image"].shape == (3, 40, 72) and out["mask"].shape == (40, 72)
+    # 40 of the 48 rows are kept; the 64 columns are all kept and padded by 8 columns of ignore.
+    assert ((out["mask"] == IGNORE_INDEX).sum(1) == 8).all()

@@ -22,6 +22,10 @@ def test_unknown_key_names_the_close_one(tmp_path):
     ({"optimizer": "adam"}, "optimizer must be"),
     ({"batch_size": 0}, "batch_size must be >= 1"),
     ({"num_workers": -1}, "num_workers must be >= 0"),
+    ({"schedule": "cosine"}, "schedule must be one of poly, exp"),
+    ({"crop": 0}, r"crop must be a size >= 1 or \[height, width\], got 0"),
+    ({"crop": [360, 480, 3]}, r"crop must be .* got \[360, 480, 3\]"),
+    ({"crop": 96.5}, "crop must be"),
 ])
 def test_bad_values(changes, message):
     with pytest.raises(ConfigError, match=message):
@@ -31,3 +35,13 @@ def test_bad_values(changes, message):
 def test_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         TrainConfig.from_yaml(tmp_path / "nope.yaml")
+
+
+def test_rectangular_crop_round_trips_through_yaml(tmp_path):
+    import yaml
+
+    config = TrainConfig(crop=[360, 480])
+    assert config.crop == (360, 480) and TrainConfig(crop=[96]).crop == 96
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(config.to_dict()))
+    assert TrainConfig.from_yaml(path) == config
