@@ -5,8 +5,8 @@ the CPU; the reference has no GPU version, so here the baseline is pixelwise's o
 same machine (``--threads`` torch threads, default: all cores), measured in the same run, with
 the same inputs (``benchmarks/crf.py``'s ``make_inputs``: a generated scene and a noisy unary over
 ``--labels`` classes). Each GPU timing covers the whole call, as a user sees it: probabilities and
-image copied to the GPU, both lattices built (on the CPU, then moved: the construction is
-CPU code), the mean-field iterations on the GPU, the result back on the host; ``torch.cuda.synchronize``
+image copied to the GPU, both lattices built there, the mean-field iterations on the GPU, the
+result back on the host; ``torch.cuda.synchronize``
 ends each timing. It also prints the share of pixels whose labels agree between the two devices
 and, for the CRF-RNN layer (``CRFRNN``, 5 iterations, batch 1), forward + backward times.
 

@@ -69,9 +69,9 @@ def _scale_factors(dim: int) -> Tensor:
 def _elevate(features: Tensor) -> Tensor:
     """Embed ``d x N`` features into the hyperplane ``sum = 0`` of R^(d+1): ``(d + 1) x N``."""
     dim, num = features.shape
-    scaled = features * _scale_factors(dim)[:, None]
-    elevated = torch.empty(dim + 1, num, dtype=torch.float32)
-    running = torch.zeros(num, dtype=torch.float32)
+    scaled = features * _scale_factors(dim).to(features.device)[:, None]
+    elevated = torch.empty(dim + 1, num, dtype=torch.float32, device=features.device)
+    running = torch.zeros(num, dtype=torch.float32, device=features.device)
     for j in range(dim, 0, -1):  # same accumulation order as the reference
         elevated[j] = running - j * scaled[j - 1]
         running = running + scaled[j - 1]
@@ -98,7 +98,7 @@ def _enclosing_simplex(elevated: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     residual = elevated - quotient * (dim + 1)
     # Pairwise, as the reference: the smaller of two coordinates ranks one place further down.
     # (int32 arithmetic: rank_j starts at j and loses one for every i < j it beats.)
-    rank32 = torch.arange(dim + 1, dtype=torch.int32)[:, None].repeat(1, elevated.shape[1])
+    rank32 = torch.arange(dim + 1, dtype=torch.int32, device=elevated.device)[:, None].repeat(1, elevated.shape[1])
     for i in range(dim):
         for j in range(i + 1, dim + 1):
             smaller = (residual[i] < residual[j]).int()
@@ -154,7 +154,7 @@ class _Codes:
                 "cells; scale the features down (larger standard deviations)"
             )
         self.low = low
-        self.strides = torch.tensor(strides + [0], dtype=torch.int64)
+        self.strides = torch.tensor(strides + [0], dtype=torch.int64, device=low.device)
         self.stride_sum = sum(strides)
 
     def vertex_codes(self, quotient: Tensor, rank: Tensor, out: Tensor) -> None:
@@ -207,8 +207,8 @@ def _locate(points: Tensor) -> tuple[Tensor, _Codes, Tensor]:
     low = _round_quotient(extremes[:, 0].amin(0), dim).long() - 1
     high = _round_quotient(extremes[:, 1].amax(0), dim).long() + 1
     codes = _Codes(low, high)
-    weights = torch.empty(num, dim + 1, dtype=torch.float32)
-    vertex_codes = torch.empty(num, dim + 1, dtype=torch.int64)
+    weights = torch.empty(num, dim + 1, dtype=torch.float32, device=points.device)
+    vertex_codes = torch.empty(num, dim + 1, dtype=torch.int64, device=points.device)
     for part in _chunks(num):
         quotient, rank, residual = _enclosing_simplex(_elevate(points[:, part]))
         _barycentric(residual, rank, out=weights[part])
@@ -229,7 +229,7 @@ class _Vertices(NamedTuple):
         if self.table is not None:
             return self.table.index_select(0, query)
         position = torch.searchsorted(self.unique, query).clamp_(max=self.unique.numel() - 1)
-        missing = torch.tensor(self.unique.numel(), dtype=torch.int32)
+        missing = torch.tensor(self.unique.numel(), dtype=torch.int32, device=self.unique.device)
         return torch.where(self.unique.index_select(0, position) == query, position.int(), missing)
 
 
@@ -240,15 +240,15 @@ def _number_vertices(codes: Tensor, size: int) -> _Vertices:
         unique, index = torch.unique(codes, sorted=True, return_inverse=True)
         return _Vertices(unique, index.int(), None)
     unique = _present_codes(codes, size)
-    table = torch.full((size,), unique.numel(), dtype=torch.int32)
-    table.index_copy_(0, unique, torch.arange(unique.numel(), dtype=torch.int32))
+    table = torch.full((size,), unique.numel(), dtype=torch.int32, device=codes.device)
+    table.index_copy_(0, unique, torch.arange(unique.numel(), dtype=torch.int32, device=codes.device))
     return _Vertices(unique, table.index_select(0, codes), table)
 
 
 def _present_codes(codes: Tensor, size: int) -> Tensor:
     """The distinct values of ``codes`` (in ``[0, size)``), increasing, by marking them in a
     byte map and scanning it eight bytes at a time (most of the map is empty)."""
-    present = torch.zeros(-(-size // 8) * 8, dtype=torch.bool).index_fill_(0, codes, True)
+    present = torch.zeros(-(-size // 8) * 8, dtype=torch.bool, device=codes.device).index_fill_(0, codes, True)
     words = present.view(torch.int64).nonzero().squeeze(1)
     hits = present.view(-1, 8).index_select(0, words).nonzero()
     return words.index_select(0, hits[:, 0]) * 8 + hits[:, 1]
@@ -281,13 +281,14 @@ def _blur_stencils(codes: _Codes, vertices: _Vertices) -> tuple[Tensor, Tensor]:
     ``(d + 1) x 3 (M + 1)`` (each vertex, then its two neighbours, ``M`` standing for a missing
     one) and weights ``3 (M + 1)`` (``1, 1/2, 1/2``). Bag ``M`` is the zero row: weights 0."""
     dim, num = codes.dim, vertices.unique.numel()
-    bags = torch.full((dim + 1, num + 1, 3), num, dtype=torch.int32)
-    bags[:, :, 0] = torch.arange(num + 1, dtype=torch.int32)
+    device = vertices.unique.device
+    bags = torch.full((dim + 1, num + 1, 3), num, dtype=torch.int32, device=device)
+    bags[:, :, 0] = torch.arange(num + 1, dtype=torch.int32, device=device)
     for direction in range(dim + 1):
         plus, minus = codes.neighbour_codes(vertices.unique, direction)
         bags[direction, :-1, 1] = vertices.lookup(plus)
         bags[direction, :-1, 2] = vertices.lookup(minus)
-    stencil = torch.tensor([1.0, 0.5, 0.5]).repeat(num + 1, 1)
+    stencil = torch.tensor([1.0, 0.5, 0.5], device=device).repeat(num + 1, 1)
     stencil[-1] = 0.0
     return bags.view(dim + 1, -1), stencil.view(-1)
 
@@ -314,7 +315,7 @@ class PermutohedralLattice:
 
     def __init__(self, features: Tensor, *, normalization: str | None = None) -> None:
         _check_features(features, normalization)
-        points = features.detach().to("cpu", torch.float32).t().contiguous()
+        points = features.detach().to(torch.float32).t().contiguous()  # built where the features are
         self.dim, self.num_points = points.shape
         self.normalization = normalization
         self.alpha = float(np.float32(1.0 / (1.0 + 2.0 ** (-self.dim))))  # the reference's "magic" scale
@@ -325,15 +326,14 @@ class PermutohedralLattice:
         # Slice: point i reads its d + 1 vertices (bags of d + 1).
         self._offsets, self._slice_weights = vertices.index.view(self.num_points, self.dim + 1), weights
         self._slice_starts = torch.arange(0, min(CHUNK, self.num_points) * (self.dim + 1), self.dim + 1,
-                                          dtype=torch.int32)  # fmt: skip
+                                          dtype=torch.int32, device=points.device)  # fmt: skip
         # Splat, chunk by chunk (the chunk's values stay in cache): bags of points per vertex.
         self._splat = [(part, _SplatChunk.group(self._offsets[part], weights[part]))
                        for part in _chunks(self.num_points)]  # fmt: skip
         self._neighbours, self._stencil = _blur_stencils(codes, vertices)
-        self._blur_starts = torch.arange(0, 3 * (self.num_vertices + 1), 3, dtype=torch.int32)
+        self._blur_starts = torch.arange(0, 3 * (self.num_vertices + 1), 3, dtype=torch.int32, device=points.device)
         if normalization == "symmetric":
             self._normalize_symmetric()
-        self.to(features.device)
 
     @classmethod
     def block_diagonal(cls, lattices: list[PermutohedralLattice]) -> PermutohedralLattice:
@@ -391,7 +391,8 @@ class PermutohedralLattice:
 
     def _normalize_symmetric(self) -> None:
         """Fold ``D^-1/2`` (``D = diag(K 1)``) into the splat and the slice weights."""
-        norm = torch.rsqrt(self._compute(torch.ones(self.num_points, 1), reverse=False) + 1e-20).squeeze(1)
+        ones = torch.ones(self.num_points, 1, device=self._offsets.device)
+        norm = torch.rsqrt(self._compute(ones, reverse=False) + 1e-20).squeeze(1)
         self._slice_weights *= norm[:, None]
         for part, chunk in self._splat:
             chunk.weights.mul_(norm[part].index_select(0, chunk.points))
