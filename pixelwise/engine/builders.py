@@ -131,17 +131,19 @@ def build_trainer(config: TrainConfig, *, resume: str | Path | None = None, over
         device = torch.device("cuda", distributed_cuda_index())
         torch.cuda.set_device(device)
     checkpoint = load_checkpoint(resume) if resume else None
-    out_dir = prepare_run_dir(config.out, resume=checkpoint is not None, overwrite=overwrite) if rank == 0 \
-        else Path(config.out)
+    # A resumed run's weights come from its own checkpoint, whatever init_from says.
+    init = load_checkpoint(config.init_from) if checkpoint is None and config.init_from else None
 
     train_set, val_set = build_datasets(config)
     meta = model_meta(config, train_set)
     torch.manual_seed(config.seed)  # the initial weights
     model = build_model(meta, config.model_kwargs)
-    if checkpoint is None and config.init_from:  # a resumed run's weights come from its checkpoint
-        report = initialise_from(model, config.init_from)
-        if rank == 0:
-            print(report, file=sys.stderr)
+    report = initialise_from(model, init, source=str(config.init_from)) if init is not None else None
+    # Only now that data, model and checkpoints have loaded may --overwrite remove an old run.
+    out_dir = prepare_run_dir(config.out, resume=checkpoint is not None, overwrite=overwrite) if rank == 0 \
+        else Path(config.out)
+    if report and rank == 0:
+        print(report, file=sys.stderr)
     model = model.to(device)
     model = _wrap_distributed(model, device, world_size)  # before the optimizer: SyncBN makes new params
     steps_per_epoch = _batches_per_epoch(len(train_set), config.batch_size, world_size)
@@ -176,12 +178,11 @@ def train(config: TrainConfig, *, resume: str | Path | None = None, overwrite: b
     return build_trainer(config, resume=resume, overwrite=overwrite, progress=progress).fit()
 
 
-def initialise_from(model: nn.Module, path: str | Path) -> str:
-    """Load the tensors of checkpoint ``path`` that fit ``model`` (same name and shape); returns a
-    one-paragraph report of what was loaded, what is new and what was skipped."""
-    checkpoint = load_checkpoint(path)
-    result = load_matching_state(model, checkpoint["model"], source=str(path))
-    lines = [f"init_from {path}: loaded {len(result['loaded'])} of {len(model.state_dict())} tensors "
+def initialise_from(model: nn.Module, checkpoint: dict[str, Any], *, source: str) -> str:
+    """Load the tensors of ``checkpoint`` (read from ``source``) that fit ``model`` (same name and
+    shape); returns a short report of what was loaded, what is new and what was skipped."""
+    result = load_matching_state(model, checkpoint["model"], source=source)
+    lines = [f"init_from {source}: loaded {len(result['loaded'])} of {len(model.state_dict())} tensors "
              f"from a {checkpoint.get('model_name')} checkpoint"]
     if result["new"]:
         lines.append(f"  new (own initialisation): {', '.join(result['new'])}")

@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch import nn
 
+from pixelwise.data import DatasetError
 from pixelwise.engine import CheckpointError, TrainConfig, build_trainer, load_checkpoint
 from pixelwise.engine.builders import initialise_from
 from pixelwise.models import create_model
@@ -66,10 +67,21 @@ def test_weights_go_back_from_the_wrapper_to_the_network():
 def test_nothing_fits_is_an_error(tmp_path, source_run):
     with pytest.raises(CheckpointError, match="no tensor fits this model"):
         load_matching_state(nn.Linear(2, 2), {"conv.weight": torch.zeros(1)}, source="x.pt")
-    with pytest.raises(CheckpointError, match="does not exist"):
-        initialise_from(nn.Linear(2, 2), tmp_path / "missing.pt")
     with pytest.raises(CheckpointError, match="no tensor fits"):
-        initialise_from(nn.Linear(2, 2), source_run / "last.pt")
+        initialise_from(nn.Linear(2, 2), load_checkpoint(source_run / "last.pt"), source="last.pt")
+
+
+def test_a_missing_init_checkpoint_loses_no_run(source_run, tmp_path):
+    # --overwrite removes an old run only once everything the new one needs has loaded.
+    out = tmp_path / "run"
+    build_trainer(config(out), progress=False).fit()
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    with pytest.raises(CheckpointError, match="missing.pt does not exist"):
+        build_trainer(config(out, init_from=str(tmp_path / "missing.pt")), overwrite=True, progress=False)
+    with pytest.raises(DatasetError, match="classes.txt is missing"):
+        build_trainer(config(out, dataset="folder", data_root=str(tmp_path / "nothing")), overwrite=True,
+                      progress=False)
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
 
 
 def test_resuming_ignores_init_from(source_run, tmp_path, capsys):
