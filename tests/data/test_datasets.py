@@ -358,3 +358,10 @@ def test_unreadable_mask_is_named(tmp_path: Path) -> None:
     (tmp_path / "masks" / "train" / "a.png").write_bytes(b"\x89PNG broken")
     with pytest.raises(DatasetError, match="cannot read mask .*a.png"):
         build_dataset("folder", tmp_path)[0]
+
+
+def test_unknown_dataset_arguments_are_named() -> None:
+    with pytest.raises(DatasetError, match=r"dataset 'voc' does not take sbd_rot .* it takes sbd_root"):
+        build_dataset("voc", "/nowhere", sbd_rot="x")
+    with pytest.raises(DatasetError, match=r"'folder' does not take num_samples, size .* no extra arguments"):
+        build_dataset("folder", "/nowhere", size=3, num_samples=2)

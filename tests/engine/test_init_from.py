@@ -79,8 +79,8 @@ def test_a_missing_init_checkpoint_loses_no_run(source_run, tmp_path):
     with pytest.raises(CheckpointError, match="missing.pt does not exist"):
         build_trainer(config(out, init_from=str(tmp_path / "missing.pt")), overwrite=True, progress=False)
     with pytest.raises(DatasetError, match="classes.txt is missing"):
-        build_trainer(config(out, dataset="folder", data_root=str(tmp_path / "nothing")), overwrite=True,
-                      progress=False)
+        build_trainer(config(out, dataset="folder", data_root=str(tmp_path / "nothing"), dataset_kwargs={}),
+                      overwrite=True, progress=False)
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
 
 

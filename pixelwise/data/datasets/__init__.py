@@ -6,6 +6,7 @@ returns the same sample dict (see :class:`SegmentationDataset`).
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,16 @@ def build_dataset(
     ``include_background`` for ``coco``). Unknown names raise
     :class:`pixelwise.registry.UnknownNameError` listing close names.
     """
-    return DATASETS.get(name)(root, split=split, transforms=transforms, **kwargs)
+    reader = DATASETS.get(name)
+    accepted = inspect.signature(reader).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values()):
+        unknown = sorted(set(kwargs) - set(accepted))
+        if unknown:
+            options = sorted(set(accepted) - {"root", "split", "transforms"})
+            takes = ", ".join(options) or "no extra arguments"
+            raise DatasetError(f"dataset {name!r} does not take {', '.join(unknown)} "
+                               f"(--dataset-arg / dataset_kwargs); it takes {takes}")
+    return reader(root, split=split, transforms=transforms, **kwargs)
 
 
 def list_datasets() -> list[str]:
