@@ -35,6 +35,7 @@ torch.Size([1, 3, 8, 9])
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -151,6 +152,11 @@ def with_crf_rnn(model: nn.Module, *, num_classes: int | None = None, mean: Sequ
                  std: Sequence[float] = IMAGENET_STD, **crf_kwargs: Any) -> CRFRNNModel:
     """Append a :class:`CRFRNN` (``crf_kwargs``) to any model; ``num_classes`` defaults to the
     model's ``num_classes`` attribute (every :class:`~pixelwise.models.SegmentationModel` has one)."""
+    accepted = sorted(set(inspect.signature(CRFRNN).parameters) - {"num_classes"})
+    unknown = sorted(set(crf_kwargs) - set(accepted))
+    if unknown:
+        raise TypeError(f"CRF-RNN got unexpected argument(s) {', '.join(unknown)} (--crf-rnn-arg / crf_rnn_kwargs); "
+                        f"it accepts {', '.join(accepted)}")
     num_classes = num_classes if num_classes is not None else getattr(model, "num_classes", None)
     if num_classes is None:
         raise ValueError(f"{type(model).__name__} has no num_classes attribute: pass num_classes=")

@@ -144,6 +144,8 @@ def test_bad_input() -> None:
         with_crf_rnn(create_model("fcn8s_tiny", num_classes=3, in_channels=1))(torch.zeros(1, 1, 4, 5))
     with pytest.raises(ValueError, match="num_classes"):
         with_crf_rnn(nn.Identity())
+    with pytest.raises(TypeError, match="unexpected argument.*bi_sdt.*accepts bi_rgb_std, bi_w, bi_xy_std, iterations"):
+        with_crf_rnn(create_model("fcn8s_tiny", num_classes=3), bi_sdt=3.0)
 
 
 def test_training_with_the_layer_does_not_lower_miou(tmp_path):
