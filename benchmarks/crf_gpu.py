@@ -54,8 +54,10 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     cuda = torch.device("cuda")
-    print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}, CPU baseline with {torch.get_num_threads()} threads")
-    print(f"{'size':>10} {'CPU ms':>9} {'GPU ms':>9} {'GPU/CPU':>8} {'labels agree':>13}   CRF-RNN fwd+bwd CPU / GPU ms")
+    print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}, "
+          f"CPU baseline with {torch.get_num_threads()} threads")
+    print(f"{'size':>10} {'CPU ms':>9} {'GPU ms':>9} {'GPU/CPU':>8} {'labels agree':>13}   "
+          "CRF-RNN fwd+bwd CPU / GPU ms")
     for width, height in parse_sizes(args.sizes):
         probs, image = make_inputs(width, height, args.labels)
         probs_t, image_t = torch.from_numpy(probs), torch.from_numpy(image)

@@ -167,3 +167,18 @@ def test_training_with_the_layer_does_not_lower_miou(tmp_path):
     plain = train(config("plain", **stage), progress=False)["last"]["miou"]
     crf = train(config("crf", **stage, crf_rnn=True, crf_rnn_kwargs=DENSE_PARAMS), progress=False)["last"]["miou"]
     assert crf >= plain, (crf, plain)
+
+
+def test_training_from_scratch_with_the_layer_does_not_lower_miou(tmp_path):
+    # From the first step, with weak initial kernel weights (strong ones over-smooth an untrained
+    # network's logits; benchmarks/crf_rnn.py --scratch measures both).
+    from pixelwise.engine import TrainConfig, train
+
+    scores = {}
+    for crf in (False, True):
+        config = TrainConfig(model="fcn8s_tiny", dataset="synthetic", dataset_kwargs={"size": 48, "num_samples": 32},
+                             batch_size=8, crop=48, scale=(1.0, 1.0), lr=3e-3, device="cpu", seed=0, log_every=100,
+                             epochs=6, eval_every=6, crf_rnn=crf, out=str(tmp_path / str(crf)),
+                             crf_rnn_kwargs={**DENSE_PARAMS, "pos_w": 1.0, "bi_w": 2.0} if crf else {})
+        scores[crf] = train(config, progress=False)["last"]["miou"]
+    assert scores[True] >= scores[False], scores
