@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -59,22 +60,61 @@ CRF_FLAGS = {
 def add_crf(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--crf", nargs="?", const="dense", choices=("dense", "grid"), default=None,
                         help="refine predictions with a CRF: dense (Kraehenbuehl & Koltun 2011, default) or grid")
+    parser.add_argument("--crf-config", metavar="YAML",
+                        help="CRF parameters from a file (`kind: dense|grid` and the --crf-* names with "
+                             "underscores, e.g. configs/crf/deeplab_v2_resnet101_voc.yaml); implies --crf; "
+                             "flags override it")
     for name, (kind, text, _) in CRF_FLAGS.items():
         parser.add_argument(f"--crf-{name.replace('_', '-')}", dest=f"crf_{name}", type=kind, default=None,
                             help=text)
 
 
+def load_crf_config(path: str | Path) -> tuple[str, dict[str, Any]]:
+    r"""``(kind, parameters)`` from a CRF parameter file: a mapping with an optional ``kind``
+    (``dense``, the default, or ``grid``) and the keywords of ``dense_crf`` / ``grid_crf``.
+
+    >>> import tempfile, os
+    >>> with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+    ...     _ = f.write("kind: grid\nconnectivity: 8\nweight: 2\n")
+    >>> load_crf_config(f.name)
+    ('grid', {'connectivity': 8, 'weight': 2.0})
+    >>> os.remove(f.name)
+    """
+    from pixelwise.engine.config import load_yaml
+
+    values = dict(load_yaml(path))
+    kind = values.pop("kind", "dense")
+    if kind not in ("dense", "grid"):
+        raise ValueError(f"{path}: kind must be 'dense' or 'grid', got {kind!r}")
+    params = {}
+    for name, value in values.items():
+        if name not in CRF_FLAGS or kind not in CRF_FLAGS[name][2]:
+            valid = sorted(key for key, (_, _, kinds) in CRF_FLAGS.items() if kind in kinds)
+            raise ValueError(f"{path}: {kind} CRF has no parameter {name!r}; valid: kind, {', '.join(valid)}")
+        cast = CRF_FLAGS[name][0]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (cast is int and value != int(value)):
+            raise ValueError(f"{path}: {name} must be {'an integer' if cast is int else 'a number'}, got {value!r}")
+        params[name] = cast(value)
+    return kind, params
+
+
 def crf_hooks(args: argparse.Namespace):
-    """The CRF post-processing hooks the flags ask for, or None without ``--crf``."""
+    """The CRF post-processing hooks the flags (and ``--crf-config``) ask for, or None without a CRF."""
     params = {name: getattr(args, f"crf_{name}") for name in CRF_FLAGS if getattr(args, f"crf_{name}") is not None}
-    if args.crf is None:
+    kind, from_file = args.crf, {}
+    if getattr(args, "crf_config", None):
+        file_kind, from_file = load_crf_config(args.crf_config)
+        if kind is not None and kind != file_kind:
+            raise ValueError(f"--crf {kind} but {args.crf_config} says kind: {file_kind}")
+        kind = file_kind
+    if kind is None:
         if params:
             flags = ", ".join(f"--crf-{name.replace('_', '-')}" for name in params)
             raise ValueError(f"{flags} given without --crf (add --crf dense or --crf grid)")
         return None
     from pixelwise.classical import crf_postprocess
 
-    foreign = [f"--crf-{name.replace('_', '-')}" for name in params if args.crf not in CRF_FLAGS[name][2]]
+    foreign = [f"--crf-{name.replace('_', '-')}" for name in params if kind not in CRF_FLAGS[name][2]]
     if foreign:
-        raise ValueError(f"--crf {args.crf} does not take {', '.join(foreign)}")
-    return crf_postprocess(args.crf, **params)
+        raise ValueError(f"--crf {kind} does not take {', '.join(foreign)}")
+    return crf_postprocess(kind, **{**from_file, **params})

@@ -1,6 +1,7 @@
 """The CLI end to end on tiny data: synth -> train -> evaluate -> predict, and its error paths."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -162,6 +163,47 @@ def test_crf_flags_reach_the_crf(monkeypatch):
         crf_hooks(build_parser().parse_args(["evaluate", "--checkpoint", "x.pt", *flags]))
     assert seen == [("grid", {"connectivity": 8, "weight": 2.5, "theta": 20.0, "iterations": 3}),
                     ("dense", {"pos_w": 2.0, "bi_xy_std": 40.0, "bi_rgb_std": 5.0})]
+
+
+def test_crf_config_files_load_and_flags_override(monkeypatch, tmp_path):
+    import pixelwise.classical
+    from pixelwise.cli.common import crf_hooks, load_crf_config
+    from pixelwise.cli.main import build_parser
+
+    shipped = sorted((Path(__file__).parents[2] / "configs" / "crf").glob("*.yaml"))
+    assert len(shipped) >= 3
+    for path in shipped:  # every shipped file is valid
+        kind, params = load_crf_config(path)
+        assert kind in ("dense", "grid") and params
+    assert load_crf_config(shipped[0].parent / "deeplab_v2_resnet101_voc.yaml") == ("dense", {
+        "iterations": 10, "pos_w": 3.0, "pos_xy_std": 1.0, "bi_w": 4.0, "bi_xy_std": 67.0, "bi_rgb_std": 3.0})
+
+    seen = []
+    monkeypatch.setattr(pixelwise.classical, "crf_postprocess", lambda kind, **params: seen.append((kind, params)))
+    grid = shipped[0].parent / "synthetic_grid8.yaml"
+    crf_hooks(build_parser().parse_args(["evaluate", "--checkpoint", "x.pt", "--crf-config", str(grid),
+                                         "--crf-weight", "5"]))
+    assert seen == [("grid", {"iterations": 5, "connectivity": 8, "weight": 5.0})]
+
+    bad = tmp_path / "bad.yaml"
+    for text, message in [("kind: dense\nweight: 2\n", "dense CRF has no parameter 'weight'; valid: kind, bi_rgb_std"),
+                          ("kind: crfasrnn\n", "kind must be 'dense' or 'grid'"),
+                          ("iterations: 2.5\n", "iterations must be an integer, got 2.5"),
+                          ("bi_w: high\n", "bi_w must be a number")]:
+        bad.write_text(text)
+        with pytest.raises(ValueError, match=message):
+            load_crf_config(bad)
+    with pytest.raises(ValueError, match="--crf dense but .*synthetic_grid8.yaml says kind: grid"):
+        crf_hooks(build_parser().parse_args(["evaluate", "--checkpoint", "x.pt", "--crf", "dense",
+                                             "--crf-config", str(grid)]))
+
+
+def test_evaluate_with_a_crf_config_file(trained_run, tmp_path):
+    grid = Path(__file__).parents[2] / "configs" / "crf" / "synthetic_grid8.yaml"
+    out = tmp_path / "scores.json"
+    assert main(["evaluate", "--checkpoint", str(trained_run / "best.pt"), "--json", str(out), "--no-progress",
+                 "--crf-config", str(grid)]) == 0
+    assert 0.0 <= json.loads(out.read_text())["miou"] <= 1.0
 
 
 def test_grid_crf_with_zero_weight_keeps_the_argmax(trained_run, folder_data, tmp_path):
