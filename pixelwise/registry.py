@@ -17,6 +17,7 @@ generated from that metadata, never typed by hand.
 from __future__ import annotations
 
 import difflib
+import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -81,3 +82,18 @@ MODELS = Registry("model")
 BACKBONES = Registry("backbone")
 DATASETS = Registry("dataset")
 LOSSES = Registry("loss")
+
+
+def unexpected_arguments(builder: Callable[..., Any], kwargs: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """``(unexpected, accepted)``: the keys of ``kwargs`` that ``builder`` does not take (sorted;
+    none when it takes ``**kwargs`` and checks them itself) and the parameter names it has, in
+    signature order. Callers raise their own error, naming what the user typed.
+
+    >>> unexpected_arguments(lambda size=1, colour="red": None, {"colour": "blue", "szie": 2})
+    (['szie'], ['size', 'colour'])
+    """
+    parameters = inspect.signature(builder).parameters
+    accepted = list(parameters)
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return [], accepted
+    return sorted(set(kwargs) - set(accepted)), accepted

@@ -35,7 +35,6 @@ torch.Size([1, 3, 8, 9])
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -45,6 +44,7 @@ from torch import Tensor, nn
 from pixelwise.classical.crf import dense_crf_kernels
 from pixelwise.classical.permutohedral import PermutohedralLattice
 from pixelwise.data.transforms import IMAGENET_MEAN, IMAGENET_STD, denormalize
+from pixelwise.registry import unexpected_arguments
 
 __all__ = ["CRFRNN", "CRFRNNModel", "with_crf_rnn"]
 
@@ -152,11 +152,10 @@ def with_crf_rnn(model: nn.Module, *, num_classes: int | None = None, mean: Sequ
                  std: Sequence[float] = IMAGENET_STD, **crf_kwargs: Any) -> CRFRNNModel:
     """Append a :class:`CRFRNN` (``crf_kwargs``) to any model; ``num_classes`` defaults to the
     model's ``num_classes`` attribute (every :class:`~pixelwise.models.SegmentationModel` has one)."""
-    accepted = sorted(set(inspect.signature(CRFRNN).parameters) - {"num_classes"})
-    unknown = sorted(set(crf_kwargs) - set(accepted))
+    unknown, accepted = unexpected_arguments(CRFRNN, crf_kwargs)
     if unknown:
         raise TypeError(f"CRF-RNN got unexpected argument(s) {', '.join(unknown)} (--crf-rnn-arg / crf_rnn_kwargs); "
-                        f"it accepts {', '.join(accepted)}")
+                        f"it accepts {', '.join(sorted(set(accepted) - {'num_classes'}))}")
     num_classes = num_classes if num_classes is not None else getattr(model, "num_classes", None)
     if num_classes is None:
         raise ValueError(f"{type(model).__name__} has no num_classes attribute: pass num_classes=")

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from pixelwise.models.base import SegmentationModel, split_outputs
-from pixelwise.registry import MODELS, UnknownNameError
+from pixelwise.registry import MODELS, UnknownNameError, unexpected_arguments
 
 __all__ = [
     "MODELS",
@@ -89,14 +89,11 @@ def _builder_parameters(builder: Callable[..., Any]) -> dict[str, inspect.Parame
 
 
 def _check_kwargs(name: str, builder: Callable[..., Any], kwargs: dict[str, Any]) -> None:
-    parameters = _builder_parameters(builder)
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
-        return  # the builder takes **kwargs and checks them itself
-    unexpected = sorted(set(kwargs) - set(parameters))
+    unexpected, accepted = unexpected_arguments(builder, kwargs)
     if unexpected:
         raise TypeError(
             f"model {name!r} got unexpected argument(s) {', '.join(map(repr, unexpected))}; "
-            f"it accepts {', '.join(parameters)}"
+            f"it accepts {', '.join(accepted)}"
         )
 
 

@@ -6,7 +6,6 @@ returns the same sample dict (see :class:`SegmentationDataset`).
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ from pixelwise.data.datasets.coco import COCODataset
 from pixelwise.data.datasets.folder import FolderDataset
 from pixelwise.data.datasets.synthetic import SyntheticScenes
 from pixelwise.data.datasets.voc import VOCDataset
-from pixelwise.registry import DATASETS
+from pixelwise.registry import DATASETS, unexpected_arguments
 
 
 def build_dataset(
@@ -35,14 +34,11 @@ def build_dataset(
     :class:`pixelwise.registry.UnknownNameError` listing close names.
     """
     reader = DATASETS.get(name)
-    accepted = inspect.signature(reader).parameters
-    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values()):
-        unknown = sorted(set(kwargs) - set(accepted))
-        if unknown:
-            options = sorted(set(accepted) - {"root", "split", "transforms"})
-            takes = ", ".join(options) or "no extra arguments"
-            raise DatasetError(f"dataset {name!r} does not take {', '.join(unknown)} "
-                               f"(--dataset-arg / dataset_kwargs); it takes {takes}")
+    unknown, accepted = unexpected_arguments(reader, kwargs)
+    if unknown:
+        takes = ", ".join(sorted(set(accepted) - {"root", "split", "transforms"})) or "no extra arguments"
+        raise DatasetError(f"dataset {name!r} does not take {', '.join(unknown)} "
+                           f"(--dataset-arg / dataset_kwargs); it takes {takes}")
     return reader(root, split=split, transforms=transforms, **kwargs)
 
 
