@@ -288,9 +288,19 @@ def _blur_stencils(codes: _Codes, vertices: _Vertices) -> tuple[Tensor, Tensor]:
         plus, minus = codes.neighbour_codes(vertices.unique, direction)
         bags[direction, :-1, 1] = vertices.lookup(plus)
         bags[direction, :-1, 2] = vertices.lookup(minus)
-    stencil = torch.tensor([1.0, 0.5, 0.5], device=device).repeat(num + 1, 1)
-    stencil[-1] = 0.0
-    return bags.view(dim + 1, -1), stencil.view(-1)
+    return bags.view(dim + 1, -1), _stencil(num, device)
+
+
+def _stencil(num_vertices: int, device: torch.device) -> Tensor:
+    """Blur weights ``1, 1/2, 1/2`` for each vertex's bag of three, then the zero row's bag: ``3 (M + 1)``."""
+    stencil = torch.tensor([1.0, 0.5, 0.5], device=device).repeat(num_vertices + 1)
+    stencil[-3:] = 0.0
+    return stencil
+
+
+def _bag_starts(num_bags: int, size: int, device: torch.device) -> Tensor:
+    """Offsets of ``num_bags`` consecutive bags of ``size`` indices (``embedding_bag``'s ``offsets``)."""
+    return torch.arange(0, num_bags * size, size, dtype=torch.int32, device=device)
 
 
 # --------------------------------------------------------------------------- the lattice
@@ -325,13 +335,12 @@ class PermutohedralLattice:
         self.num_vertices = vertices.unique.numel()
         # Slice: point i reads its d + 1 vertices (bags of d + 1).
         self._offsets, self._slice_weights = vertices.index.view(self.num_points, self.dim + 1), weights
-        self._slice_starts = torch.arange(0, min(CHUNK, self.num_points) * (self.dim + 1), self.dim + 1,
-                                          dtype=torch.int32, device=points.device)  # fmt: skip
+        self._slice_starts = _bag_starts(min(CHUNK, self.num_points), self.dim + 1, points.device)
         # Splat, chunk by chunk (the chunk's values stay in cache): bags of points per vertex.
         self._splat = [(part, _SplatChunk.group(self._offsets[part], weights[part]))
                        for part in _chunks(self.num_points)]  # fmt: skip
         self._neighbours, self._stencil = _blur_stencils(codes, vertices)
-        self._blur_starts = torch.arange(0, 3 * (self.num_vertices + 1), 3, dtype=torch.int32, device=points.device)
+        self._blur_starts = _bag_starts(self.num_vertices + 1, 3, points.device)
         if normalization == "symmetric":
             self._normalize_symmetric()
 
@@ -362,31 +371,26 @@ class PermutohedralLattice:
         merged.num_vertices = total = sum(part.num_vertices for part in lattices)
         if merged.num_points * (merged.dim + 1) >= 2**31 or total >= 2**31:
             raise ValueError(f"too many points for int32 indices: {merged.num_points} x {merged.dim + 1}")
-        offsets, neighbours, start = [], [], 0
-        for part in lattices:
+        device = first._offsets.device
+        offsets, neighbours, merged._splat, row, start = [], [], [], 0, 0
+        for part in lattices:  # part's points become rows row.., its vertices start..
             offsets.append(part._offsets + start)
             # Real vertices' bags only (the last bag is the part's zero row); its "missing"
             # index becomes the merged zero row.
             bags = part._neighbours[:, : 3 * part.num_vertices]
             neighbours.append(torch.where(bags == part.num_vertices, total, bags + start))
-            start += part.num_vertices
-        zero_bag = torch.full((first.dim + 1, 3), total, dtype=torch.int32, device=first._neighbours.device)
-        merged._neighbours = torch.cat([*neighbours, zero_bag], 1)
-        merged._offsets = torch.cat(offsets)
-        merged._slice_weights = torch.cat([part._slice_weights for part in lattices])
-        merged._stencil = first._stencil.new_tensor([1.0, 0.5, 0.5]).repeat(total + 1)
-        merged._stencil[-3:] = 0.0
-        device = first._offsets.device
-        merged._slice_starts = torch.arange(0, min(CHUNK, merged.num_points) * (merged.dim + 1), merged.dim + 1,
-                                            dtype=torch.int32, device=device)  # fmt: skip
-        merged._blur_starts = torch.arange(0, 3 * (total + 1), 3, dtype=torch.int32, device=device)
-        # Each part's splat chunks, moved to its rows and vertices (no regrouping).
-        merged._splat, row, start = [], 0, 0
-        for part in lattices:
+            # Its splat chunks, moved to its rows and vertices (no regrouping).
             for rows, chunk in part._splat:
                 moved = chunk._replace(vertices=chunk.vertices + start)
                 merged._splat.append((slice(rows.start + row, rows.stop + row), moved))
             row, start = row + part.num_points, start + part.num_vertices
+        zero_bag = torch.full((first.dim + 1, 3), total, dtype=torch.int32, device=device)
+        merged._neighbours = torch.cat([*neighbours, zero_bag], 1)
+        merged._offsets = torch.cat(offsets)
+        merged._slice_weights = torch.cat([part._slice_weights for part in lattices])
+        merged._stencil = _stencil(total, device)
+        merged._slice_starts = _bag_starts(min(CHUNK, merged.num_points), merged.dim + 1, device)
+        merged._blur_starts = _bag_starts(total + 1, 3, device)
         return merged
 
     def _normalize_symmetric(self) -> None:
