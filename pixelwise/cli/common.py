@@ -57,6 +57,11 @@ CRF_FLAGS = {
 }
 
 
+def crf_flag(name: str) -> str:
+    """The command-line flag of a CRF parameter: ``bi_xy_std`` -> ``--crf-bi-xy-std``."""
+    return f"--crf-{name.replace('_', '-')}"
+
+
 def add_crf(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--crf", nargs="?", const="dense", choices=("dense", "grid"), default=None,
                         help="refine predictions with a CRF: dense (Kraehenbuehl & Koltun 2011, default) or grid")
@@ -65,7 +70,7 @@ def add_crf(parser: argparse.ArgumentParser) -> None:
                              "underscores, e.g. configs/crf/deeplab_v2_resnet101_voc.yaml); implies --crf; "
                              "flags override it")
     for name, (kind, text, _) in CRF_FLAGS.items():
-        parser.add_argument(f"--crf-{name.replace('_', '-')}", dest=f"crf_{name}", type=kind, default=None,
+        parser.add_argument(crf_flag(name), dest=f"crf_{name}", type=kind, default=None,
                             help=text)
 
 
@@ -109,12 +114,12 @@ def crf_hooks(args: argparse.Namespace):
         kind = file_kind
     if kind is None:
         if params:
-            flags = ", ".join(f"--crf-{name.replace('_', '-')}" for name in params)
+            flags = ", ".join(crf_flag(name) for name in params)
             raise ValueError(f"{flags} given without --crf (add --crf dense or --crf grid)")
         return None
     from pixelwise.classical import crf_postprocess
 
-    foreign = [f"--crf-{name.replace('_', '-')}" for name in params if kind not in CRF_FLAGS[name][2]]
+    foreign = [crf_flag(name) for name in params if kind not in CRF_FLAGS[name][2]]
     if foreign:
         raise ValueError(f"--crf {kind} does not take {', '.join(foreign)}")
     return crf_postprocess(kind, **{**from_file, **params})

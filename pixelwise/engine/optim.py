@@ -23,6 +23,14 @@ import torch
 from torch import nn
 
 
+def warmup_factor(t: int, warmup_iters: int, warmup_ratio: float) -> float:
+    """The linear warm-up both schedules share: ``warmup_ratio`` at step 0 rising to 1 at
+    ``warmup_iters``, then 1."""
+    if t >= warmup_iters:
+        return 1.0
+    return warmup_ratio + (1.0 - warmup_ratio) * t / warmup_iters
+
+
 @dataclass(frozen=True)
 class PolyWithWarmup:
     """Multiplicative LR factor at iteration ``t`` (a picklable ``LambdaLR`` function)."""
@@ -34,10 +42,7 @@ class PolyWithWarmup:
 
     def __call__(self, t: int) -> float:
         poly = max(0.0, 1.0 - t / max(1, self.total_iters)) ** self.power
-        if t < self.warmup_iters:
-            ramp = self.warmup_ratio + (1.0 - self.warmup_ratio) * t / self.warmup_iters
-            return ramp * poly
-        return poly
+        return warmup_factor(t, self.warmup_iters, self.warmup_ratio) * poly
 
 
 @dataclass(frozen=True)
@@ -52,9 +57,7 @@ class ExponentialPerEpoch:
 
     def __call__(self, t: int) -> float:
         decay = self.gamma ** (t // max(1, self.steps_per_epoch))
-        if t < self.warmup_iters:
-            return decay * (self.warmup_ratio + (1.0 - self.warmup_ratio) * t / self.warmup_iters)
-        return decay
+        return warmup_factor(t, self.warmup_iters, self.warmup_ratio) * decay
 
 
 OPTIMIZERS = ("sgd", "adamw", "rmsprop")
