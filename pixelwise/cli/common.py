@@ -20,6 +20,22 @@ def parse_assignments(items: list[str] | None, flag: str) -> dict[str, Any]:
     return values
 
 
+def input_range(text: str) -> tuple[float, float]:
+    """``--input-range LOW,HIGH`` -> ``(low, high)``; argparse shows the ValueError's message."""
+    from pixelwise.data.io import check_input_range
+
+    try:
+        return check_input_range(text.replace(" ", "").split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LOW,HIGH with LOW < HIGH (e.g. 0,4095), got {text!r}") from None
+
+
+def add_input_range(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--input-range", type=input_range, default=None, metavar="LOW,HIGH",
+                        help="the values that map to black and white, for images whose range their type does "
+                             "not imply (default: 0..255 for 8-bit, 0..65535 for 16-bit, 0..1 for float images)")
+
+
 def add_device(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (default: auto)")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from pixelwise.cli.common import add_crf, add_device, crf_hooks, load_checkpoint_model
+from pixelwise.cli.common import add_crf, add_device, add_input_range, crf_hooks, load_checkpoint_model
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -17,6 +17,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="predict in tiles of SIZE pixels (unet_original: 388 is the paper's tile)")
     parser.add_argument("--tile-overlap", type=int, default=0, metavar="PIXELS",
                         help="pixels shared by neighbouring tiles, cross-faded (default 0)")
+    add_input_range(parser)
     add_device(parser)
     add_crf(parser)
     parser.set_defaults(run=run)
@@ -26,16 +27,20 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from pixelwise.engine import predict_files
-    from pixelwise.engine.inference import list_images
+    from pixelwise.engine.inference import describe_renames, list_images
     from pixelwise.visualize import default_palette
 
     model, checkpoint, device = load_checkpoint_model(args)
     palette = checkpoint.get("palette")
     palette = default_palette(checkpoint["num_classes"]) if palette is None else np.asarray(palette, np.uint8)
     hooks = crf_hooks(args)
-    written = predict_files(model, list_images(args.input), args.output, palette=palette,
-                            class_names=checkpoint["classes"], overlay=args.overlay, device=device,
-                            postprocess=hooks.predict if hooks else None, progress=True,
-                            tile=None if args.tile is None else (args.tile, args.tile_overlap))
-    print(f"wrote {len(written)} files to {args.output}")
+    images = list_images(args.input)
+    plan = predict_files(model, images, args.output, palette=palette, class_names=checkpoint["classes"],
+                         overlay=args.overlay, device=device, postprocess=hooks.predict if hooks else None,
+                         tile=None if args.tile is None else (args.tile, args.tile_overlap),
+                         input_range=args.input_range, progress=True)
+    overlays = f" and {len(plan)} overlays" if args.overlay else ""
+    print(f"wrote {len(plan)} label maps{overlays} for {len(images)} images to {args.output}")
+    if renamed := describe_renames(images, plan):
+        print(renamed)
     return 0

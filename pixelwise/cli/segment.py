@@ -11,6 +11,8 @@ import inspect
 from pathlib import Path
 from typing import Any
 
+from pixelwise.cli.common import add_input_range
+
 # Method options: flag -> keyword argument of the method (the dest). A flag is passed on only
 # when given, so each method keeps its own defaults; one given to a method without that
 # argument is an error rather than silently ignored.
@@ -37,6 +39,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--method", required=True, help="kmeans | slic | felzenszwalb")
     parser.add_argument("--input", required=True, help="an image file or a folder of images")
     parser.add_argument("--output", required=True, help="folder for NAME.png and NAME_segments.png")
+    add_input_range(parser)
     kmeans = parser.add_argument_group("kmeans options")
     kmeans.add_argument("--k", type=int, help="number of clusters (default 8)")
     kmeans.add_argument("--spatial-weight", type=float,
@@ -82,21 +85,19 @@ def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from pixelwise.classical.superpixels import draw_boundaries, mean_color_image, save_label_png, segment
-    from pixelwise.engine.inference import list_images, read_rgb
+    from pixelwise.engine.inference import describe_renames, list_images, plan_outputs, read_rgb
 
     options = method_options(args)
     images = list_images(args.input)
-    output = Path(args.output)
-    output.mkdir(parents=True, exist_ok=True)
-    for path in tqdm(images, desc=f"segment ({args.method})", unit="image"):
-        label_path = output / f"{path.stem}.png"
-        if label_path.resolve() == path.resolve():
-            raise ValueError(f"writing {label_path} would overwrite the input image; choose another --output")
-        image = read_rgb(path)
+    plan = plan_outputs(images, args.output, (".png", "_segments.png"))
+    Path(args.output).mkdir(parents=True, exist_ok=True)
+    for path, (label_path, picture_path) in zip(tqdm(images, desc=f"segment ({args.method})", unit="image"), plan,
+                                                strict=True):
+        image = read_rgb(path, args.input_range)
         labels = segment(image, args.method, **options)
         save_label_png(labels, label_path)
-        Image.fromarray(draw_boundaries(mean_color_image(image, labels), labels)).save(
-            output / f"{path.stem}_segments.png"
-        )
-    print(f"wrote {2 * len(images)} files to {output}")
+        Image.fromarray(draw_boundaries(mean_color_image(image, labels), labels)).save(picture_path)
+    print(f"wrote {len(images)} label maps and {len(images)} segment pictures for {len(images)} images to {args.output}")
+    if renamed := describe_renames(images, plan):
+        print(renamed)
     return 0

@@ -9,14 +9,15 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 from torch import nn
 
+from pixelwise.data.io import read_image
 from pixelwise.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -25,13 +26,10 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 LabelPostprocess = Callable[[torch.Tensor, np.ndarray], torch.Tensor]
 
 
-def read_rgb(path: str | Path) -> np.ndarray:
-    """An image file as ``H x W x 3`` uint8 RGB; unreadable files raise naming the path."""
-    try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
-    except (UnidentifiedImageError, OSError) as error:
-        raise ValueError(f"cannot read image {path}: {error}") from error
+def read_rgb(path: str | Path, input_range: Sequence[float] | None = None) -> np.ndarray:
+    """An image file as ``H x W x 3`` uint8 RGB, any bit depth, EXIF orientation applied
+    (:func:`pixelwise.data.io.read_image`); unreadable files raise naming the path."""
+    return read_image(path, input_range=input_range)
 
 
 def list_images(source: str | Path) -> list[Path]:
@@ -45,6 +43,47 @@ def list_images(source: str | Path) -> list[Path]:
     if not images:
         raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in folder {source}")
     return images
+
+
+def plan_outputs(images: Sequence[Path], output_dir: str | Path, endings: Sequence[str]) -> list[list[Path]]:
+    """The output files of each image: ``output_dir / (name + ending)`` for each of ``endings``
+    (e.g. ``(".png", "_overlay.png")``), checked before anything is written.
+
+    ``name`` is the image's stem, or, where two inputs share a stem (``photo.jpg`` and
+    ``photo.png``), the stem and the suffix (``photo_jpg``, ``photo_png``), so no output
+    overwrites another. Refused with the names: an output folder that is an input folder, an
+    output that would overwrite an input, two outputs that still clash.
+
+    >>> [[p.name for p in files] for files in plan_outputs([Path("a/x.jpg"), Path("a/x.png"), Path("a/y.png")],
+    ...                                                    "out", [".png"])]
+    [['x_jpg.png'], ['x_png.png'], ['y.png']]
+    """
+    output_dir = Path(output_dir)
+    inputs = {path.resolve() for path in images}
+    input_dirs = {path.parent for path in inputs}
+    if output_dir.resolve() in input_dirs:
+        raise ValueError(f"--output {output_dir} is the folder holding the input images; the outputs could "
+                         "replace them. Choose another --output folder")
+    stems = Counter(path.stem for path in images)
+    names = [path.stem if stems[path.stem] == 1 else f"{path.stem}_{path.suffix.lstrip('.').lower()}"
+             for path in images]
+    plan = [[output_dir / f"{name}{ending}" for ending in endings] for name in names]
+    owners: dict[Path, Path] = {}
+    for image, files in zip(images, plan, strict=True):
+        for target in files:
+            if target.resolve() in inputs:
+                raise ValueError(f"writing {target} would overwrite that input image; choose another --output")
+            if target in owners:
+                raise ValueError(f"{owners[target]} and {image} would both write {target}; rename one of them")
+            owners[target] = image
+    return plan
+
+
+def describe_renames(images: Sequence[Path], plan: Sequence[Sequence[Path]]) -> str:
+    """One line naming the inputs whose outputs were renamed by :func:`plan_outputs` ('' if none)."""
+    renamed = [f"{image.name} -> {files[0].name}" for image, files in zip(images, plan, strict=True)
+               if not files[0].name.startswith(f"{image.stem}.")]
+    return f"inputs sharing a name were given distinct outputs: {', '.join(renamed)}" if renamed else ""
 
 
 def to_model_input(image: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -87,24 +126,23 @@ def predict_mask(model: nn.Module, image: np.ndarray, device: torch.device | str
 def predict_files(model: nn.Module, images: Sequence[Path], output_dir: str | Path, *,
                   palette: np.ndarray, class_names: Sequence[str] | None = None, overlay: bool = False,
                   device: torch.device | str = "cpu", postprocess: LabelPostprocess | None = None,
-                  tile: tuple[int, int] | None = None, progress: bool = False) -> list[Path]:
-    """Write ``NAME.png`` (index PNG with a palette) and optionally ``NAME_overlay.png`` per image."""
+                  tile: tuple[int, int] | None = None, input_range: Sequence[float] | None = None,
+                  progress: bool = False) -> list[list[Path]]:
+    """Write ``NAME.png`` (index PNG with a palette) and optionally ``NAME_overlay.png`` per image;
+    returns the files written for each image. The names are planned, and refused where they would
+    overwrite an input or each other, before anything is written (:func:`plan_outputs`)."""
     from tqdm.auto import tqdm
 
     from pixelwise.visualize import overlay as draw_overlay
     from pixelwise.visualize import save_index_png
 
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    written = []
+    plan = plan_outputs(images, output_dir, (".png", "_overlay.png") if overlay else (".png",))
+    Path(output_dir).mkdir(parents=True, exist_ok=True)
     model.eval()
-    for path in tqdm(images, desc="predict", disable=not progress, unit="image"):
-        image = read_rgb(path)
+    for path, files in zip(tqdm(images, desc="predict", disable=not progress, unit="image"), plan, strict=True):
+        image = read_rgb(path, input_range)
         mask = predict_mask(model, image, device, postprocess, tile)
-        save_index_png(mask, palette, output_dir / f"{path.stem}.png")
-        written.append(output_dir / f"{path.stem}.png")
+        save_index_png(mask, palette, files[0])
         if overlay:
-            target = output_dir / f"{path.stem}_overlay.png"
-            draw_overlay(image, mask, palette, class_names=class_names).save(target)
-            written.append(target)
-    return written
+            draw_overlay(image, mask, palette, class_names=class_names).save(files[1])
+    return plan

@@ -240,3 +240,69 @@ def test_predict_in_tiles_matches_whole_image_shape(trained_run, tmp_path):
     tiled = np.asarray(Image.open(tmp_path / "tiled" / "big.png"))
     assert tiled.shape == whole.shape == (45, 70)
     assert tiled.max() < 7
+
+
+# ---------------------------------------------------------------- predict never loses or misreads a file
+
+
+def predict(trained_run, source, out, *extra):
+    return main(["predict", "--checkpoint", str(trained_run / "best.pt"), "--input", str(source),
+                 "--output", str(out), *extra])
+
+
+def test_predict_refuses_to_write_into_the_input_folder(trained_run, folder_data, tmp_path, capsys):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for path in sorted((folder_data / "images" / "val").iterdir()):
+        (photos / path.name).write_bytes(path.read_bytes())
+    before = {path.name: path.read_bytes() for path in photos.iterdir()}
+    assert predict(trained_run, photos, photos) == 2
+    assert "is the folder holding the input images" in capsys.readouterr().err
+    assert {path.name: path.read_bytes() for path in photos.iterdir()} == before
+    single = photos / sorted(before)[0]
+    assert predict(trained_run, single, photos, "--overlay") == 2  # one file, its own folder
+    assert {path.name: path.read_bytes() for path in photos.iterdir()} == before
+
+
+def test_predict_gives_inputs_sharing_a_name_distinct_outputs(trained_run, tmp_path, capsys):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(1)
+    for suffix in ("jpg", "png"):
+        Image.fromarray(rng.integers(0, 255, (20, 30, 3), np.uint8)).save(photos / f"photo.{suffix}")
+    Image.fromarray(rng.integers(0, 255, (20, 30, 3), np.uint8)).save(photos / "other.png")
+    assert predict(trained_run, photos, tmp_path / "pred", "--overlay") == 0
+    written = sorted(path.name for path in (tmp_path / "pred").iterdir())
+    assert written == ["other.png", "other_overlay.png", "photo_jpg.png", "photo_jpg_overlay.png",
+                       "photo_png.png", "photo_png_overlay.png"]
+    printed = capsys.readouterr().out
+    assert "wrote 3 label maps and 3 overlays for 3 images" in printed
+    assert "photo.jpg -> photo_jpg.png" in printed and "photo.png -> photo_png.png" in printed
+
+
+def test_predict_reads_16_bit_images_as_their_8_bit_twins(trained_run, folder_data, tmp_path):
+    source = sorted((folder_data / "images" / "val").iterdir())[0]
+    rgb = np.asarray(Image.open(source).convert("RGB"))
+    (tmp_path / "eight").mkdir()
+    (tmp_path / "sixteen").mkdir()
+    Image.fromarray(rgb[..., 1]).save(tmp_path / "eight" / "x.png")
+    Image.fromarray(rgb[..., 1].astype(np.uint16) * 257).save(tmp_path / "sixteen" / "x.png")
+    assert predict(trained_run, tmp_path / "eight", tmp_path / "p8") == 0
+    assert predict(trained_run, tmp_path / "sixteen", tmp_path / "p16") == 0
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "p16" / "x.png")),
+                                  np.asarray(Image.open(tmp_path / "p8" / "x.png")))
+
+
+def test_predict_follows_exif_orientation(trained_run, folder_data, tmp_path):
+    source = sorted((folder_data / "images" / "val").iterdir())[0]
+    upright = np.asarray(Image.open(source).convert("RGB"))
+    (tmp_path / "up").mkdir()
+    (tmp_path / "phone").mkdir()
+    Image.fromarray(upright).save(tmp_path / "up" / "x.png")
+    exif = Image.Exif()
+    exif[0x0112] = 8  # stored turned clockwise; viewers turn it back counter-clockwise
+    Image.fromarray(np.rot90(upright, -1).copy()).save(tmp_path / "phone" / "x.png", exif=exif)
+    assert predict(trained_run, tmp_path / "up", tmp_path / "p_up") == 0
+    assert predict(trained_run, tmp_path / "phone", tmp_path / "p_phone") == 0
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "p_phone" / "x.png")),
+                                  np.asarray(Image.open(tmp_path / "p_up" / "x.png")))

@@ -33,7 +33,7 @@ def test_kmeans_writes_8_bit_labels_and_pictures(image_folder, tmp_path, capsys)
     out = tmp_path / "out"
     assert run_segment("--method", "kmeans", "--input", str(image_folder), "--output", str(out), "--k", "4",
                        "--spatial-weight", "0.5") == 0
-    assert "wrote 4 files" in capsys.readouterr().out
+    assert "wrote 2 label maps and 2 segment pictures for 2 images" in capsys.readouterr().out
     for path in sorted(image_folder.iterdir()):
         with Image.open(out / f"{path.stem}.png") as saved:
             assert saved.mode == "L"
@@ -99,5 +99,17 @@ def test_an_option_of_another_method_is_refused(image_folder, tmp_path):
 
 
 def test_output_may_not_overwrite_the_input(image_folder):
-    with pytest.raises(ValueError, match="would overwrite the input image"):
+    with pytest.raises(ValueError, match="is the folder holding the input images"):
         run_segment("--method", "kmeans", "--input", str(image_folder), "--output", str(image_folder))
+
+
+def test_inputs_sharing_a_name_get_distinct_outputs(tmp_path, capsys):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for seed, suffix in ((0, "png"), (1, "jpg")):
+        Image.fromarray(generate_scene(seed, size=20).image).save(folder / f"scene.{suffix}")
+    assert run_segment("--method", "kmeans", "--k", "3", "--input", str(folder), "--output", str(tmp_path / "o")) == 0
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [
+        "scene_jpg.png", "scene_jpg_segments.png", "scene_png.png", "scene_png_segments.png"]
+    printed = capsys.readouterr().out
+    assert "wrote 2 label maps and 2 segment pictures for 2 images" in printed and "scene.jpg -> scene_jpg.png" in printed

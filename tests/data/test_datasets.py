@@ -27,6 +27,7 @@ from tests.data.dataset_fixtures import (
     write_voc,
     write_voc_aug,
 )
+from PIL import Image
 from torchvision import tv_tensors
 
 from pixelwise.data import (
@@ -361,7 +362,94 @@ def test_unreadable_mask_is_named(tmp_path: Path) -> None:
 
 
 def test_unknown_dataset_arguments_are_named() -> None:
-    with pytest.raises(DatasetError, match=r"dataset 'voc' does not take sbd_rot .* it takes sbd_root"):
+    with pytest.raises(DatasetError, match=r"dataset 'voc' does not take sbd_rot .* it takes input_range, sbd_root"):
         build_dataset("voc", "/nowhere", sbd_rot="x")
-    with pytest.raises(DatasetError, match=r"'folder' does not take num_samples, size .* no extra arguments"):
+    with pytest.raises(DatasetError, match=r"'folder' does not take num_samples, size .* it takes ignore_index, "
+                                           r"input_range, mask_values"):
         build_dataset("folder", "/nowhere", size=3, num_samples=2)
+
+
+# ---------------------------------------------------------------- bit depth, orientation, binary masks
+
+
+def write_binary_folder(root: Path, mask: np.ndarray, image: np.ndarray | None = None, name: str = "a.png") -> None:
+    (root / "classes.txt").parent.mkdir(parents=True, exist_ok=True)
+    (root / "classes.txt").write_text("background\nobject\n")
+    pixels = rgb_pixels(0) if image is None else image
+    save_image(root / "images" / "train" / name, pixels)
+    save_labels(root / "masks" / "train" / "a.png", mask)
+
+
+def test_binary_masks_saved_as_0_255_are_refused_with_both_fixes(tmp_path: Path) -> None:
+    write_binary_folder(tmp_path, stripes(0, 255))
+    with pytest.raises(DatasetError) as error:
+        build_dataset("folder", tmp_path)[0]
+    message = str(error.value)
+    assert "masks/train/a.png holds only the values 0 and 255" in message
+    assert "--dataset-arg mask_values=[0,255]" in message and "--dataset-arg ignore_index=255" in message
+
+
+def test_mask_values_remap_0_255_to_the_two_classes(tmp_path: Path) -> None:
+    write_binary_folder(tmp_path, stripes(0, 255))
+    for values in ([0, 255], "0,255"):
+        mask = build_dataset("folder", tmp_path, mask_values=values)[0]["mask"]
+        np.testing.assert_array_equal(mask.numpy(), stripes(0, 1))
+
+
+def test_explicit_ignore_index_keeps_255_ignored_and_may_name_another_value(tmp_path: Path) -> None:
+    write_binary_folder(tmp_path, stripes(0, 255))
+    np.testing.assert_array_equal(build_dataset("folder", tmp_path, ignore_index=255)[0]["mask"].numpy(),
+                                  stripes(0, 255))
+    save_labels(tmp_path / "masks" / "train" / "a.png", stripes(0, 1, 7))
+    np.testing.assert_array_equal(build_dataset("folder", tmp_path, ignore_index=7)[0]["mask"].numpy(),
+                                  stripes(0, 1, 255))
+
+
+def test_mask_values_refuse_unlisted_values_and_wrong_lengths(tmp_path: Path) -> None:
+    write_binary_folder(tmp_path, stripes(0, 128, 255))
+    with pytest.raises(DatasetError, match=r"a.png has values 128 that are neither a class \(mask_values \[0, 255\]\)"):
+        build_dataset("folder", tmp_path, mask_values=[0, 255])[0]
+    with pytest.raises(DatasetError, match="mask_values lists 3 value.*lists 2 classes"):
+        build_dataset("folder", tmp_path, mask_values=[0, 128, 255])
+    with pytest.raises(DatasetError, match="mask_values must be integers"):
+        build_dataset("folder", tmp_path, mask_values="zero,one")
+
+
+def test_a_two_class_mask_with_a_real_object_is_not_refused(tmp_path: Path) -> None:
+    write_binary_folder(tmp_path, stripes(0, 1, 255))
+    np.testing.assert_array_equal(build_dataset("folder", tmp_path)[0]["mask"].numpy(), stripes(0, 1, 255))
+
+
+def test_16_bit_training_images_are_scaled_not_clipped(tmp_path: Path) -> None:
+    write_binary_folder(tmp_path, stripes(0, 1))
+    grey8 = rgb_pixels(3)[..., 0]
+    Image.fromarray(grey8.astype(np.uint16) * 257).save(tmp_path / "images" / "train" / "a.png")
+    image = build_dataset("folder", tmp_path)[0]["image"]
+    np.testing.assert_array_equal(image.numpy(), np.stack([grey8] * 3))
+
+
+def test_input_range_reaches_the_reader_and_is_checked(tmp_path: Path) -> None:
+    write_binary_folder(tmp_path, stripes(0, 1))
+    Image.fromarray(np.full((HEIGHT, WIDTH), 4095, np.uint16)).save(tmp_path / "images" / "train" / "a.png")
+    assert build_dataset("folder", tmp_path, input_range=[0, 4095])[0]["image"].min() == 255
+    with pytest.raises(DatasetError, match="input_range must be two numbers"):
+        build_dataset("folder", tmp_path, input_range=[5, 1])
+
+
+def test_exif_rotated_images_and_their_masks_stay_aligned(tmp_path: Path) -> None:
+    """A phone photo stored landscape with orientation 6, its mask drawn on the stored grid."""
+    stored = np.zeros((HEIGHT, WIDTH, 3), np.uint8)
+    stored[:, : WIDTH // 2] = 200  # left half bright, where the mask says "object"
+    mask = stripes(1, 0)
+    write_binary_folder(tmp_path, mask, name="a.jpg")
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(stored).save(tmp_path / "images" / "train" / "a.jpg", exif=exif, quality=95)
+    sample = build_dataset("folder", tmp_path)[0]
+    image, labels = sample["image"].numpy(), sample["mask"].numpy()
+    assert image.shape == (3, WIDTH, HEIGHT) and labels.shape == (WIDTH, HEIGHT)  # upright
+    bright = image[0] > 100
+    assert (bright == (labels == 1)).mean() > 0.95
+    # A mask drawn on the upright picture already has its size and is kept as it is.
+    save_labels(tmp_path / "masks" / "train" / "a.png", np.rot90(mask, 3))
+    np.testing.assert_array_equal(build_dataset("folder", tmp_path)[0]["mask"].numpy(), np.rot90(mask, 3))

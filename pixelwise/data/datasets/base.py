@@ -23,9 +23,11 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
+from pixelwise.data.io import ImageReadError, check_input_range, orient_like, read_oriented
+
 Transform = Callable[[dict[str, Any]], dict[str, Any]]
 
-IMAGE_ENDINGS = (".png", ".jpg", ".jpeg")
+IMAGE_ENDINGS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 # PIL modes that hold one integer per pixel; "P" gives the palette indices, not colours.
 LABEL_MODES = frozenset({"1", "L", "P", "I", "I;16"})
 _SHOWN = 8  # how many files or values an error message lists before "..."
@@ -50,17 +52,6 @@ def short_list(items: Iterable[object]) -> str:
     return shown if len(items) <= _SHOWN else f"{shown}, ... ({len(items)} in all)"
 
 
-def read_image(path: Path) -> np.ndarray:
-    """Read an image file as ``H x W x 3`` uint8 RGB (greyscale, RGBA and palette images
-    are converted). EXIF orientation is deliberately not applied: the masks of every
-    supported dataset are drawn on the stored pixel grid."""
-    try:
-        with Image.open(path) as image:
-            return np.array(image.convert("RGB"))
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
-        raise DatasetError(f"cannot read image {path}: {err}") from err
-
-
 def read_label_png(path: Path) -> np.ndarray:
     """Read a label image as its raw ``H x W`` integer values.
 
@@ -79,6 +70,32 @@ def read_label_png(path: Path) -> np.ndarray:
             "pixel values are class indices (colour-coded masks must be converted first)"
         )
     return labels.astype(np.uint8) if labels.dtype == bool else labels
+
+
+def orient_mask(mask: np.ndarray, image_size: tuple[int, int], transposition: Image.Transpose | None
+                ) -> np.ndarray:
+    """Give ``mask`` the EXIF transposition its image was given (``read_oriented``), so the two stay
+    aligned: a mask drawn on the stored pixel grid is turned with its image. A mask that already has
+    the turned image's size but not the stored one was drawn on the image as viewers show it, and
+    is kept as it is. (Masks' own EXIF tags are not applied: labels live on their pixel grid.)
+
+    >>> from PIL import Image
+    >>> mask = np.arange(6).reshape(2, 3)
+    >>> orient_mask(mask, (3, 2), Image.Transpose.ROTATE_270).shape  # drawn on the stored 2x3 grid
+    (3, 2)
+    >>> orient_mask(mask, (2, 3), Image.Transpose.ROTATE_270) is mask  # drawn on the turned image
+    True
+    """
+    if transposition is None:
+        return mask
+    stored_size = image_size[::-1] if transposition in _AXES_SWAPPING else image_size
+    if mask.shape == tuple(image_size) and mask.shape != tuple(stored_size):
+        return mask
+    return orient_like(mask, transposition)
+
+
+_AXES_SWAPPING = frozenset({Image.Transpose.ROTATE_90, Image.Transpose.ROTATE_270, Image.Transpose.TRANSPOSE,
+                            Image.Transpose.TRANSVERSE})
 
 
 def lut_from_mapping(mapping: Mapping[int, int]) -> np.ndarray:
@@ -194,7 +211,8 @@ class SegmentationDataset(Dataset):
             cls.__doc__ = f"{cls.__doc__.rstrip()}\n\n    Expected layout::\n\n{layout}"
 
     def __init__(
-        self, root: str | Path, split: str = "train", transforms: Transform | None = None
+        self, root: str | Path, split: str = "train", transforms: Transform | None = None, *,
+        input_range: tuple[float, float] | None = None,
     ) -> None:
         if split not in self.splits:
             raise DatasetError(
@@ -208,6 +226,10 @@ class SegmentationDataset(Dataset):
             )
         self.root = resolve_root(root, self.nested_root)
         self.split = split
+        try:
+            self.input_range = check_input_range(input_range)
+        except ValueError as error:
+            raise DatasetError(f"{type(self).__name__}: {error}") from None
         self.transforms = transforms
         self.samples: list[Sample] = self.list_samples()
 
@@ -234,8 +256,11 @@ class SegmentationDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         sample = self.samples[index]
-        image = read_image(sample.image_path)
-        mask = self.remap(self.read_mask(index))
+        try:
+            image, transposition = read_oriented(sample.image_path, input_range=self.input_range)
+        except ImageReadError as error:
+            raise DatasetError(str(error)) from error
+        mask = orient_mask(self.remap(self.read_mask(index)), image.shape[:2], transposition)
         check_same_size(image, mask, sample)
         check_label_range(
             mask, self.num_classes, self.ignore_index, sample.mask_path, self.mapping_note

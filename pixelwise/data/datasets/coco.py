@@ -89,9 +89,10 @@ ROOT/
         transforms: Transform | None = None,
         *,
         include_background: bool = True,
+        input_range: tuple[float, float] | None = None,
     ) -> None:
         self.include_background = include_background
-        super().__init__(root, split, transforms)
+        super().__init__(root, split, transforms, input_range=input_range)
 
     def list_samples(self) -> list[Sample]:
         annotation_file = self.root / "annotations" / f"instances_{self.split}2017.json"

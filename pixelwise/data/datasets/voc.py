@@ -87,9 +87,10 @@ SBD_ROOT/                                  train_aug with sbd_root= instead of t
         transforms: Transform | None = None,
         *,
         sbd_root: str | Path | None = None,
+        input_range: tuple[float, float] | None = None,
     ) -> None:
         self.sbd_root = Path(sbd_root) if sbd_root is not None else None
-        super().__init__(root, split, transforms)
+        super().__init__(root, split, transforms, input_range=input_range)
 
     def read_mask(self, index: int) -> np.ndarray:
         path = self.samples[index].mask_path
