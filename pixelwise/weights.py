@@ -7,7 +7,9 @@ unexpected keys, shape differences) instead of stopping at the first. Files are 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -15,6 +17,40 @@ from torch import nn
 
 class CheckpointError(ValueError):
     """A checkpoint or weights file that cannot be read or does not fit its model."""
+
+
+def read_torch_file(path: str | Path, what: str, map_location: str | torch.device = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)`` with errors a user can act on: a folder names the
+    checkpoints inside it, a whole pickled model (``torch.save(model)``) says how to save weights.
+    ``what`` names the file's role in messages (``"checkpoint"``, ``"weights file"``)."""
+    path = Path(path)
+    if path.is_dir():
+        found = sorted(p.name for p in path.glob("*.pt"))
+        inside = f" holding {', '.join(found)}" if found else " with no .pt file"
+        example = next((name for name in ("best.pt", "last.pt", *found) if name in found), "best.pt")
+        raise CheckpointError(f"{what} {path} is a folder{inside}; pass a file, e.g. {path / example}")
+    if not path.is_file():
+        raise CheckpointError(f"{what} {path} does not exist")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # pickle errors, truncated files, foreign objects
+        raise CheckpointError(_unreadable_message(path, what, error)) from error
+
+
+def _unreadable_message(path: Path, what: str, error: Exception) -> str:
+    """Why ``torch.load(weights_only=True)`` refused ``path``, said for a pixelwise user."""
+    refused = re.search(r"GLOBAL ([\w.]+)", str(error))
+    if refused is None:
+        return f"cannot read {what} {path}: {error}"
+    name = refused.group(1)
+    if name.startswith(("torch.nn.modules.", "torchvision.models.", "pixelwise.")) or name.endswith("Module"):
+        return (f"{path} is a whole pickled model ({name}, written by torch.save(model)), not a checkpoint: "
+                "pixelwise only reads files of tensors, which cannot run code when opened. Save the weights "
+                "with torch.save(model.state_dict(), FILE) and load them with `pixelwise train --init-from FILE`, "
+                "backbone_weights=FILE or model.load_state_dict(torch.load(FILE)); a file you trust can be "
+                "converted once: torch.save(torch.load(PATH, weights_only=False).state_dict(), FILE)")
+    return (f"cannot read {what} {path}: it holds Python objects ({name}) besides tensors, and pixelwise only "
+            "opens files that cannot run code (torch.load(weights_only=True))")
 
 
 def load_model_state(model: nn.Module, state_dict: dict[str, torch.Tensor], *, source: str) -> None:
@@ -46,13 +82,7 @@ def _shorten(items: list[str], limit: int = 8) -> str:
 
 def load_weights_file(module: nn.Module, path: str | Path) -> nn.Module:
     """Load a plain state-dict file (for example torchvision ImageNet weights) into ``module``."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"weights file {path} does not exist")
-    try:
-        state_dict = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise CheckpointError(f"cannot read weights file {path}: {error}") from error
+    state_dict = read_torch_file(path, "weights file")
     if not isinstance(state_dict, dict):
         raise CheckpointError(f"{path} does not hold a state dict (got {type(state_dict).__name__})")
     load_model_state(module, state_dict, source=str(path))

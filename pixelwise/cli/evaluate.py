@@ -32,7 +32,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from torch.utils.data import DataLoader
 
-    from pixelwise.data import build_dataset
+    from pixelwise.data import DatasetError, build_dataset
     from pixelwise.data.transforms import eval_transforms
     from pixelwise.engine import evaluate
     from pixelwise.metrics import format_table
@@ -44,7 +44,13 @@ def run(args: argparse.Namespace) -> int:
     root = args.data_root or (trained.get("data_root") if same_dataset else None)
     kwargs = {**(trained.get("dataset_kwargs", {}) if same_dataset else {}),
               **parse_assignments(args.dataset_arg, "--dataset-arg")}
-    dataset = build_dataset(name, root, args.split, eval_transforms(), **kwargs)
+    try:
+        dataset = build_dataset(name, root, args.split, eval_transforms(), **kwargs)
+    except DatasetError as error:
+        if args.data_root or root is None or Path(root).is_absolute():
+            raise
+        raise DatasetError(f"{error}\n(data_root {root!r} comes from {args.checkpoint}, which stored it relative to "
+                           f"the folder training ran in; pass --data-root)") from error
     check_classes(dataset.classes, checkpoint, args.checkpoint)
     loader = DataLoader(dataset, batch_size=1)
     hooks = crf_hooks(args)

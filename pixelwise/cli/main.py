@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from pixelwise import __version__
 from pixelwise.cli import data, demo, evaluate, models, predict, segment, train
+from pixelwise.errors import user_errors
 
 COMMANDS = (train, evaluate, predict, segment, models, data, demo)
 
@@ -26,28 +27,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.run(args) or 0)
-    except USER_ERRORS as error:  # bad input: a message, not a traceback
-        if os.environ.get("PIXELWISE_DEBUG"):
-            raise
-        print(f"pixelwise {args.command}: error: {error}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print(f"pixelwise {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as error:
+        # Bad input: a message, not a traceback. The error types are looked up only now, so that
+        # --help and argument errors never wait for torch to import.
+        if not isinstance(error, user_errors()) or os.environ.get("PIXELWISE_DEBUG"):
+            raise
+        print(f"pixelwise {args.command}: error: {error}", file=sys.stderr)
+        return 2
 
-
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from pixelwise.engine.trainer import TrainingError
-    from pixelwise.registry import UnknownNameError
-
-    # ValueError covers DatasetError, CheckpointError and ConfigError; FileExistsError RunExistsError;
-    # TypeError a model argument the builder does not take; ImportError an optional extra that is
-    # not installed (its message says which). PIXELWISE_DEBUG=1 shows tracebacks.
-    return (ValueError, TypeError, ImportError, UnknownNameError, FileNotFoundError, FileExistsError,
-            TrainingError)
-
-
-USER_ERRORS = _user_errors()
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -42,20 +42,36 @@ SWITCHES = {
 }
 
 
+def _default(name: str) -> str:
+    """`` (default: X)``: the TrainConfig default a flag falls back to when neither it nor --config sets it."""
+    from dataclasses import MISSING, fields
+
+    from pixelwise.engine.config import TrainConfig
+
+    field = next(f for f in fields(TrainConfig) if f.name == name)
+    value = field.default if field.default is not MISSING else field.default_factory()
+    if isinstance(value, (tuple, list)):
+        value = " ".join(map(str, value))
+    return f" (default: {value})"
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("train", help="train a model",
-                                   description="Train a segmentation model. Flags override --config.")
+    parser = subparsers.add_parser(
+        "train", help="train a model",
+        description="Train a segmentation model from --model and the data flags, or a --config recipe "
+                    "(flags override it), or --resume a run. Defaults shown are those of a run without "
+                    "--config. `pixelwise demo` trains a small U-Net on built-in data in a few minutes.")
     parser.add_argument("--config", help="YAML recipe with TrainConfig keys (see configs/)")
     for name, (kind, text) in SCALAR_FLAGS.items():
-        parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None, help=text)
+        parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None, help=text + _default(name))
     parser.add_argument("--scale", type=float, nargs=2, metavar=("MIN", "MAX"), default=None,
-                        help="random rescaling range")
+                        help="random rescaling range" + _default("scale"))
     parser.add_argument("--crop", type=int, nargs="+", metavar="SIZE", default=None,
                         help="training crop: SIZE (square) or HEIGHT WIDTH; padded with ignore where the "
-                             "image is smaller")
+                             "image is smaller" + _default("crop"))
     for name, text in SWITCHES.items():
         parser.add_argument(f"--{name.replace('_', '-')}", action=argparse.BooleanOptionalAction, default=None,
-                            help=text)
+                            help=text + _default(name))
     parser.add_argument("--model-arg", action="append", metavar="KEY=VALUE",
                         help="model builder argument, e.g. base_width=32 (repeatable)")
     parser.add_argument("--crf-rnn-arg", action="append", metavar="KEY=VALUE",
@@ -77,8 +93,18 @@ def config_from_args(args: argparse.Namespace):
     if args.resume:
         base = dict(load_checkpoint(args.resume)["config"])
         base["out"] = str(Path(args.resume).parent)
+        if args.model is not None and args.model != base["model"]:
+            raise ValueError(
+                f"--resume {args.resume} continues a {base['model']} run, but --model {args.model} would change "
+                f"the model; to train {args.model} from those weights, start a new run: --init-from "
+                f"{args.resume} --model {args.model} --out NEW_FOLDER")
     elif args.config:
         base = TrainConfig.from_yaml(args.config).to_dict()
+    elif args.model is None:
+        raise ValueError(
+            "pixelwise train needs --model NAME (with --dataset and --data-root), --config RECIPE.yaml or "
+            "--resume RUN/last.pt (see pixelwise train --help; `pixelwise demo` trains a small U-Net on "
+            "built-in data in a few minutes)")
     else:
         base = {}
     overrides = {name: getattr(args, name) for name in SCALAR_FLAGS if getattr(args, name) is not None}

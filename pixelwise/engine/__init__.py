@@ -1,14 +1,33 @@
-"""Training, evaluation and prediction: the Python equivalents of the CLI commands."""
+"""Training, evaluation and prediction: the Python equivalents of the CLI commands.
 
-from pixelwise.engine.builders import build_trainer, load_model, train
-from pixelwise.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from pixelwise.engine.config import ConfigError, TrainConfig
-from pixelwise.engine.evaluator import SegmentationEvaluator, evaluate
-from pixelwise.engine.inference import predict_files, predict_mask
-from pixelwise.engine.trainer import Trainer, TrainingError
+The names are imported on first use (PEP 562), so that ``pixelwise.engine.config`` and the
+command line's ``--help`` load without torch.
+"""
 
-__all__ = [
-    "CheckpointError", "ConfigError", "SegmentationEvaluator", "TrainConfig", "Trainer", "TrainingError",
-    "build_trainer", "evaluate", "load_checkpoint", "load_model", "predict_files", "predict_mask",
-    "save_checkpoint", "train",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_HOMES = {
+    "build_trainer": "builders", "load_model": "builders", "train": "builders",
+    "CheckpointError": "checkpoint", "load_checkpoint": "checkpoint", "save_checkpoint": "checkpoint",
+    "ConfigError": "config", "TrainConfig": "config",
+    "SegmentationEvaluator": "evaluator", "evaluate": "evaluator",
+    "predict_files": "inference", "predict_mask": "inference",
+    "Trainer": "trainer", "TrainingError": "trainer",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_HOMES])

@@ -27,24 +27,59 @@ from pixelwise.engine.optim import build_optimizer, build_scheduler
 from pixelwise.engine.trainer import Trainer
 from pixelwise.losses import build_loss
 from pixelwise.models import create_model
-from pixelwise.weights import load_matching_state
+from pixelwise.weights import load_matching_state, read_torch_file
 
 # Files a run directory holds; --overwrite removes exactly these and nothing else.
-RUN_FILES = ("last.pt", "best.pt", "log.jsonl", "metrics.json", "curves.png", "config.yaml")
+RUN_FILES = ("last.pt", "best.pt", "log.jsonl", "metrics.json", "curves.png", "figures.png", "config.yaml")
+# A folder holds a run only once it holds one of these; the other files of a start that failed
+# before its first checkpoint are replaced by the next start.
+CHECKPOINT_FILES = ("last.pt", "best.pt")
 
 
 class RunExistsError(FileExistsError):
     """The output directory already holds a run and neither resume nor overwrite was asked."""
 
 
+DEVICE_CHOICES = "auto, cpu, cuda, cuda:N or mps"
+
+
 def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when available; asking for CUDA without one is an error."""
+    """``auto`` picks CUDA when available; a device this machine lacks, or a name torch does not
+    know (``gpu``), is an error that says what to pass instead.
+
+    >>> resolve_device("gpu")
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown device 'gpu'; use auto, cpu, cuda, cuda:N or mps (a GPU is 'cuda')
+    """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        hint = " (a GPU is 'cuda')" if name.lower().startswith("gpu") else ""
+        raise ValueError(f"unknown device {name!r}; use {DEVICE_CHOICES}{hint}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} requested but CUDA is not available; use --device cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"device {name!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {name!r} (Apple's GPU) is not available on this machine; use --device cpu")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device {name!r} is not supported; use {DEVICE_CHOICES}")
     return device
+
+
+def with_absolute_paths(config: TrainConfig) -> TrainConfig:
+    """``config`` with ``data_root``, ``init_from`` and the ``*_root`` dataset arguments made absolute,
+    so the recipe stored in each checkpoint still finds its data from any working directory."""
+    def absolute(path: Any) -> Any:
+        return str(Path(path).expanduser().absolute()) if isinstance(path, (str, Path)) else path
+
+    dataset_kwargs = {key: absolute(value) if key.endswith("_root") else value
+                      for key, value in config.dataset_kwargs.items()}
+    return config.replace(data_root=absolute(config.data_root), init_from=absolute(config.init_from),
+                          dataset_kwargs=dataset_kwargs)
 
 
 def build_datasets(config: TrainConfig) -> tuple[Dataset, Dataset]:
@@ -70,14 +105,19 @@ def distributed_rank_and_size(device: torch.device = torch.device("cpu")) -> tup
 
 
 def prepare_run_dir(out_dir: str | Path, *, resume: bool, overwrite: bool) -> Path:
-    """Refuse to mix two runs in one folder; ``overwrite`` deletes only a run's own files."""
+    """Refuse to mix two runs in one folder; ``overwrite`` deletes only a run's own files.
+
+    A folder counts as a run only once it holds a checkpoint: what a start that failed before its
+    first checkpoint left (``config.yaml``, an early ``log.jsonl``) is replaced without asking.
+    """
     out_dir = Path(out_dir)
     existing = [name for name in RUN_FILES if (out_dir / name).exists()]
-    if existing and not (resume or overwrite):
-        raise RunExistsError(
-            f"{out_dir} already holds a run ({', '.join(existing)}); pass --resume {out_dir / 'last.pt'} "
-            "to continue it, --overwrite to replace it, or choose another --out")
-    if overwrite and not resume:
+    checkpoints = [name for name in CHECKPOINT_FILES if name in existing]
+    if checkpoints and not (resume or overwrite):
+        how = f"pass --resume {out_dir / 'last.pt'} to continue it, " if "last.pt" in checkpoints else ""
+        raise RunExistsError(f"{out_dir} already holds a run ({', '.join(existing)}); {how}"
+                             "--overwrite to replace it, or choose another --out")
+    if not resume and (overwrite or not checkpoints):
         for name in existing:
             (out_dir / name).unlink()
         shutil.rmtree(out_dir / "tensorboard", ignore_errors=True)
@@ -125,6 +165,7 @@ def distributed_cuda_index() -> int:
 def build_trainer(config: TrainConfig, *, resume: str | Path | None = None, overwrite: bool = False,
                   progress: bool = True) -> Trainer:
     """Everything ``pixelwise train`` builds, ready to ``fit()``."""
+    config = with_absolute_paths(config)
     device = resolve_device(config.device)
     rank, world_size = distributed_rank_and_size(device)
     if device.type == "cuda" and world_size > 1:
@@ -132,7 +173,7 @@ def build_trainer(config: TrainConfig, *, resume: str | Path | None = None, over
         torch.cuda.set_device(device)
     checkpoint = load_checkpoint(resume) if resume else None
     # A resumed run's weights come from its own checkpoint, whatever init_from says.
-    init = load_checkpoint(config.init_from) if checkpoint is None and config.init_from else None
+    init = load_init_weights(config.init_from) if checkpoint is None and config.init_from else None
 
     train_set, val_set = build_datasets(config)
     meta = model_meta(config, train_set)
@@ -169,7 +210,34 @@ def build_trainer(config: TrainConfig, *, resume: str | Path | None = None, over
         import yaml
 
         (out_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    if rank == 0:
+        print(startup_summary(config, trainer, train_set, val_set, world_size), file=sys.stderr)
     return trainer
+
+
+def startup_summary(config: TrainConfig, trainer: Trainer, train_set: Dataset, val_set: Dataset,
+                    world_size: int) -> str:
+    """What is about to run, on one screen: model, data, schedule, device, output folder."""
+    from pixelwise.models import count_parameters
+
+    model_args = ", ".join(f"{key}={value}" for key, value in config.model_kwargs.items())
+    steps = len(trainer.train_loader)
+    crop = config.crop if isinstance(config.crop, tuple) else (config.crop, config.crop)
+    where = "built in" if config.data_root is None else config.data_root
+    resumed = f", resuming at step {trainer.state.iteration}" if trainer.state.iteration else ""
+    processes = f" x {world_size} processes" if world_size > 1 else ""
+    lines = [
+        f"train   {config.model} ({count_parameters(trainer.bare_model):,} parameters"
+        + (f"; {model_args}" if model_args else "") + (", + CRF-RNN" if config.crf_rnn else "") + ")",
+        f"data    {config.dataset} ({where}): {config.train_split} {len(train_set)} / {config.val_split} "
+        f"{len(val_set)} samples, {trainer.num_classes} classes, crop {crop[0]}x{crop[1]}",
+        f"steps   {config.epochs} epochs x {steps} steps = {config.epochs * steps} (batch {config.batch_size}"
+        f"{processes}); {config.optimizer} lr {config.lr:g}, {config.schedule} schedule",
+        f"device  {trainer.device}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+        + (", AMP" if config.amp else ""),
+        f"output  {Path(config.out).absolute()}{resumed}",
+    ]
+    return "\n".join(lines)
 
 
 def train(config: TrainConfig, *, resume: str | Path | None = None, overwrite: bool = False,
@@ -178,12 +246,29 @@ def train(config: TrainConfig, *, resume: str | Path | None = None, overwrite: b
     return build_trainer(config, resume=resume, overwrite=overwrite, progress=progress).fit()
 
 
-def initialise_from(model: nn.Module, checkpoint: dict[str, Any], *, source: str) -> str:
-    """Load the tensors of ``checkpoint`` (read from ``source``) that fit ``model`` (same name and
-    shape); returns a short report of what was loaded, what is new and what was skipped."""
-    result = load_matching_state(model, checkpoint["model"], source=source)
+def load_init_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
+    """``(state_dict, description)`` of a warm-start file: a pixelwise checkpoint, or a plain state dict
+    (``torch.save(model.state_dict(), FILE)``, also nested under ``"state_dict"`` or ``"model"`` as
+    other libraries save them)."""
+    from pixelwise.engine.checkpoint import FORMAT
+
+    state = read_torch_file(path, "init_from file")
+    if isinstance(state, dict) and state.get("format") == FORMAT:
+        return state["model"], f"a {state.get('model_name')} checkpoint"
+    for candidate in (state, *(state.get(key) for key in ("state_dict", "model") if isinstance(state, dict))):
+        if isinstance(candidate, dict) and candidate and all(isinstance(v, torch.Tensor) for v in candidate.values()):
+            return candidate, "a state dict"
+    raise CheckpointError(f"init_from file {path} is neither a pixelwise checkpoint nor a state dict "
+                          "(a mapping of parameter names to tensors)")
+
+
+def initialise_from(model: nn.Module, init: tuple[dict[str, torch.Tensor], str], *, source: str) -> str:
+    """Load the tensors of ``init`` (:func:`load_init_weights` of ``source``) that fit ``model`` (same name
+    and shape); returns a short report of what was loaded, what is new and what was skipped."""
+    state_dict, description = init
+    result = load_matching_state(model, state_dict, source=source)
     lines = [f"init_from {source}: loaded {len(result['loaded'])} of {len(model.state_dict())} tensors "
-             f"from a {checkpoint.get('model_name')} checkpoint"]
+             f"from {description}"]
     if result["new"]:
         lines.append(f"  new (own initialisation): {', '.join(result['new'])}")
     if result["skipped"]:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pixelwise.weights import CheckpointError, load_model_state  # noqa: F401  (re-exported)
+from pixelwise.weights import CheckpointError, load_model_state, read_torch_file  # noqa: F401  (re-exported)
 
 FORMAT = "pixelwise-checkpoint/1"
 
@@ -46,12 +46,7 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint safely (no code execution) and check its format tag."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:  # pickle errors, truncated files, foreign objects
-        raise CheckpointError(f"cannot read checkpoint {path}: {error}") from error
+    state = read_torch_file(path, "checkpoint", map_location)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a pixelwise checkpoint (expected format {FORMAT!r})")
     return state

@@ -15,7 +15,10 @@ from typing import Any
 
 import yaml
 
-from pixelwise.engine.optim import OPTIMIZERS, SCHEDULES
+
+
+OPTIMIZERS = ("sgd", "adamw", "rmsprop")
+SCHEDULES = ("poly", "exp")
 
 
 class ConfigError(ValueError):

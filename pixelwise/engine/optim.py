@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from pixelwise.engine.config import OPTIMIZERS, SCHEDULES  # noqa: F401  (the names a recipe may use)
+
 
 def warmup_factor(t: int, warmup_iters: int, warmup_ratio: float) -> float:
     """The linear warm-up both schedules share: ``warmup_ratio`` at step 0 rising to 1 at
@@ -60,8 +62,6 @@ class ExponentialPerEpoch:
         return warmup_factor(t, self.warmup_iters, self.warmup_ratio) * decay
 
 
-OPTIMIZERS = ("sgd", "adamw", "rmsprop")
-SCHEDULES = ("poly", "exp")
 
 
 def build_optimizer(model: nn.Module, name: str, *, lr: float, weight_decay: float,

@@ -32,11 +32,8 @@ from pixelwise.engine.checkpoint import (
     save_checkpoint,
 )
 from pixelwise.engine.evaluator import evaluate
+from pixelwise.errors import TrainingError
 from pixelwise.models import split_outputs
-
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (a non-finite loss, for example); the last good checkpoint is kept."""
 
 
 @dataclass

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from pixelwise.cli.main import main
@@ -84,15 +85,15 @@ def test_existing_run_is_refused(trained_run, folder_data, capsys):
 
 def test_missing_split_shows_expected_layout(tmp_path, capsys):
     (tmp_path / "classes.txt").write_text("a\nb\n")
-    code = main(["train", "--dataset", "folder", "--data-root", str(tmp_path), "--out", str(tmp_path / "run"),
-                 "--no-progress"])
+    code = main(["train", "--model", "fcn8s_tiny", "--dataset", "folder", "--data-root", str(tmp_path),
+                 "--out", str(tmp_path / "run"), "--no-progress"])
     assert code == 2
     err = capsys.readouterr().err
     assert "images" in err and "masks" in err
 
 
 def test_bad_model_arg_syntax(capsys):
-    assert main(["train", "--model-arg", "base_width", "--no-progress"]) == 2
+    assert main(["train", "--model", "unet", "--model-arg", "base_width", "--no-progress"]) == 2
     assert "--model-arg expects KEY=VALUE" in capsys.readouterr().err
 
 
@@ -107,8 +108,8 @@ def test_flags_override_the_config_file(tmp_path):
     config = config_from_args(args)
     assert (config.model, config.epochs, config.hflip, config.scale, config.lr) == ("unet", 5, False, (0.5, 1.0), 0.1)
     assert config.model_kwargs == {"base_width": 8, "depth": 2}
-    assert config_from_args(build_parser().parse_args(["train", "--crop", "40", "72"])).crop == (40, 72)
-    assert config_from_args(build_parser().parse_args(["train", "--crop", "40"])).crop == 40
+    assert config_from_args(build_parser().parse_args(["train", "--model", "unet", "--crop", "40", "72"])).crop == (40, 72)
+    assert config_from_args(build_parser().parse_args(["train", "--model", "unet", "--crop", "40"])).crop == 40
 
 
 def test_resume_from_the_cli_continues_the_run(folder_data, tmp_path):
@@ -306,3 +307,100 @@ def test_predict_follows_exif_orientation(trained_run, folder_data, tmp_path):
     assert predict(trained_run, tmp_path / "phone", tmp_path / "p_phone") == 0
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "p_phone" / "x.png")),
                                   np.asarray(Image.open(tmp_path / "p_up" / "x.png")))
+
+
+# ---------------------------------------------------------------- the first hour: one-line answers
+
+
+def test_help_and_argument_errors_answer_without_importing_torch():
+    import subprocess
+    import sys
+
+    script = ("import sys\nfrom pixelwise.cli.main import main\n"
+              "for argv in (['--help'], ['train', '--help'], ['predict', '--bogus']):\n"
+              "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
+              "print('TORCH' if 'torch' in sys.modules else 'NO TORCH')")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert result.stdout.strip().endswith("NO TORCH")
+    assert "(default: 10)" in result.stdout  # --epochs shows its default
+
+
+def test_bare_train_does_not_start_a_default_run(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["train"]) == 2
+    assert "pixelwise train needs --model NAME" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_train_prints_a_start_up_summary(folder_data, tmp_path, capsys):
+    assert main(["train", "--model", "fcn8s_tiny", "--dataset", "folder", "--data-root", str(folder_data),
+                 "--epochs", "1", "--batch-size", "4", "--crop", "32", "--out", str(tmp_path / "run"),
+                 "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "train   fcn8s_tiny (349,445 parameters)" in err
+    assert "train 8 / val 3 samples, 7 classes, crop 32x32" in err
+    assert "1 epochs x 2 steps = 2 (batch 4)" in err and "threads" in err
+    assert f"output  {tmp_path / 'run'}" in err
+
+
+@pytest.mark.parametrize("device, message", [("gpu", "unknown device 'gpu'; use auto, cpu, cuda, cuda:N or mps"),
+                                             ("mps", "device 'mps' (Apple's GPU) is not available")])
+def test_unusable_devices_are_one_line_errors(trained_run, tmp_path, capsys, device, message):
+    if device == "mps" and torch.backends.mps.is_available():
+        pytest.skip("this machine has an Apple GPU")
+    assert predict(trained_run, trained_run, tmp_path / "p", "--device", device) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_folder_as_checkpoint_names_the_files_in_it(trained_run, tmp_path, capsys):
+    assert main(["evaluate", "--checkpoint", str(trained_run)]) == 2
+    err = capsys.readouterr().err
+    assert f"checkpoint {trained_run} is a folder holding best.pt, last.pt; pass a file, e.g. {trained_run / 'best.pt'}" in err
+
+
+def test_a_whole_pickled_model_as_checkpoint_says_how_to_save_weights(tmp_path, capsys):
+    from pixelwise.models import create_model
+
+    torch.save(create_model("fcn8s_tiny", num_classes=3), tmp_path / "model.pt")
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "model.pt")]) == 2
+    err = capsys.readouterr().err
+    assert "is a whole pickled model" in err and "torch.save(model.state_dict(), FILE)" in err
+    assert "weights_only" not in err.replace("weights_only=True", "").replace("weights_only=False", "")
+
+
+def test_resume_with_another_model_names_the_change(trained_run, capsys):
+    assert main(["train", "--resume", str(trained_run / "last.pt"), "--model", "unet", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "continues a fcn8s_tiny run, but --model unet would change the model" in err
+    assert f"--init-from {trained_run / 'last.pt'} --model unet --out NEW_FOLDER" in err
+
+
+def test_a_failed_start_does_not_block_the_rerun(folder_data, tmp_path, capsys):
+    data = tmp_path / "data"
+    for path in folder_data.rglob("*"):
+        if path.is_file():
+            (data / path.relative_to(folder_data)).parent.mkdir(parents=True, exist_ok=True)
+            (data / path.relative_to(folder_data)).write_bytes(path.read_bytes())
+    bad = sorted((data / "masks" / "train").iterdir())[-1]
+    good = bad.read_bytes()
+    Image.fromarray(np.full((40, 40), 9, np.uint8)).save(bad)  # class 9 of 7: found while training
+    command = ["train", "--model", "fcn8s_tiny", "--dataset", "folder", "--data-root", str(data), "--epochs", "1",
+               "--batch-size", "4", "--crop", "32", "--out", str(tmp_path / "run"), "--no-progress"]
+    assert main(command) == 2
+    assert "outside the valid range" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "last.pt").exists()
+    bad.write_bytes(good)  # the user fixes the data and runs the same command again
+    assert main(command) == 0
+    assert (tmp_path / "run" / "last.pt").exists()
+
+
+def test_checkpoints_store_absolute_data_paths(folder_data, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(folder_data.parent)
+    assert main(["train", "--model", "fcn8s_tiny", "--dataset", "folder", "--data-root", folder_data.name,
+                 "--epochs", "1", "--batch-size", "4", "--crop", "32", "--out", str(tmp_path / "run"),
+                 "--no-progress"]) == 0
+    monkeypatch.chdir(tmp_path)  # another folder: the relative path would no longer resolve
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "run" / "best.pt"), "--no-progress"]) == 0
+    from pixelwise.engine import load_checkpoint
+
+    assert load_checkpoint(tmp_path / "run" / "best.pt")["config"]["data_root"] == str(folder_data)

@@ -6,7 +6,7 @@ from torch import nn
 
 from pixelwise.data import DatasetError
 from pixelwise.engine import CheckpointError, TrainConfig, build_trainer, load_checkpoint
-from pixelwise.engine.builders import initialise_from
+from pixelwise.engine.builders import initialise_from, load_init_weights
 from pixelwise.models import create_model
 from pixelwise.weights import load_matching_state
 
@@ -68,7 +68,7 @@ def test_nothing_fits_is_an_error(tmp_path, source_run):
     with pytest.raises(CheckpointError, match="no tensor fits this model"):
         load_matching_state(nn.Linear(2, 2), {"conv.weight": torch.zeros(1)}, source="x.pt")
     with pytest.raises(CheckpointError, match="no tensor fits"):
-        initialise_from(nn.Linear(2, 2), load_checkpoint(source_run / "last.pt"), source="last.pt")
+        initialise_from(nn.Linear(2, 2), load_init_weights(source_run / "last.pt"), source="last.pt")
 
 
 def test_a_missing_init_checkpoint_loses_no_run(source_run, tmp_path):
@@ -94,3 +94,20 @@ def test_resuming_ignores_init_from(source_run, tmp_path, capsys):
     own = load_checkpoint(tmp_path / "run" / "last.pt")["model"]
     assert all(torch.equal(value, own[key]) for key, value in resumed.model.state_dict().items())
     assert "init_from" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("nesting", [None, "state_dict", "model"])
+def test_a_plain_state_dict_file_starts_a_run(source_run, tmp_path, capsys, nesting):
+    weights = load_checkpoint(source_run / "last.pt")["model"]
+    path = tmp_path / "weights.pt"
+    torch.save(weights if nesting is None else {nesting: weights, "epoch": 3}, path)
+    trainer = build_trainer(config(tmp_path / "next", init_from=str(path)), progress=False)
+    assert all(torch.equal(value, weights[key]) for key, value in trainer.model.state_dict().items())
+    assert "loaded 50 of 50 tensors from a state dict" in capsys.readouterr().err
+
+
+def test_a_whole_pickled_model_is_explained(tmp_path):
+    torch.save(create_model("fcn8s_tiny", num_classes=3), tmp_path / "whole.pt")
+    with pytest.raises(CheckpointError, match=r"whole.pt is a whole pickled model \(pixelwise.models.fcn.FCN8sTiny, "
+                                              r"written by torch.save\(model\)\), not a checkpoint.*state_dict"):
+        load_init_weights(tmp_path / "whole.pt")

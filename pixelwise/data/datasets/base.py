@@ -224,7 +224,8 @@ class SegmentationDataset(Dataset):
                 f"{type(self).__name__} needs the folder holding the dataset (data_root); "
                 f"expected layout:\n{self.layout}"
             )
-        self.root = resolve_root(root, self.nested_root)
+        # Absolute, so that every message names the folder that was really tried.
+        self.root = resolve_root(Path(root).expanduser().absolute(), self.nested_root)
         self.split = split
         try:
             self.input_range = check_input_range(input_range)
