@@ -197,6 +197,93 @@ def overlay(
     return canvas
 
 
+ERROR_COLOR = (230, 25, 75)
+FIGURE_COLUMNS = ("image", "ground truth", "prediction", "errors")
+
+
+def error_map(image: np.ndarray, target: np.ndarray, prediction: np.ndarray, ignore_index: int = 255) -> np.ndarray:
+    """``H x W x 3``: wrongly labelled pixels in ``ERROR_COLOR``, right ones as the dimmed grey image,
+    ignored ones white, so the mistakes stand out against the scene they belong to.
+
+    >>> error_map(np.zeros((1, 3, 3), np.uint8), np.array([[0, 1, 255]]), np.array([[0, 0, 0]]))[0].tolist()
+    [[0, 0, 0], [230, 25, 75], [255, 255, 255]]
+    """
+    grey = (np.asarray(image, np.float32).mean(axis=-1) * 0.5).astype(np.uint8)
+    picture = np.repeat(grey[..., None], 3, axis=-1)
+    picture[target != prediction] = ERROR_COLOR
+    picture[target == ignore_index] = IGNORE_COLOR
+    return picture
+
+
+def comparison_figure(
+    rows: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    palette: np.ndarray,
+    class_names: Sequence[str],
+    *,
+    captions: Sequence[str] | None = None,
+    min_side: int = 192,
+    ignore_index: int = 255,
+) -> Image.Image:
+    """One row per ``(image, target, prediction)``: image | ground truth | prediction | errors.
+
+    Each panel is enlarged by a whole factor with nearest-neighbour sampling (no smoothing: every
+    label pixel stays a sharp square) until its shorter side reaches ``min_side``; a title row
+    names the columns, a caption (default: the row's pixel accuracy) names each row, and a legend
+    lists every class that appears. What to look at first before trusting a model.
+
+    >>> rows = [(np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8), int), np.ones((8, 8), int))]
+    >>> comparison_figure(rows, default_palette(2), ["a", "b"], min_side=32).size[1] > 32
+    True
+    """
+    if not rows:
+        raise ValueError("comparison_figure needs at least one (image, target, prediction) row")
+    font = ImageFont.load_default()
+    panels = [_figure_row(image, target, prediction, palette, ignore_index, min_side)
+              for image, target, prediction in rows]
+    captions = list(captions) if captions is not None else [
+        f"pixel accuracy {_pixel_accuracy(target, prediction, ignore_index):.3f}" for _, target, prediction in rows]
+    text_height = font.getbbox("Ag")[3] + 2 * _LEGEND_MARGIN
+    panel_width = max(row[0].width for row in panels)
+    width = len(FIGURE_COLUMNS) * (panel_width + _LEGEND_MARGIN) + _LEGEND_MARGIN
+    height = text_height + sum(row[0].height + text_height for row in panels)
+    present = sorted({int(c) for _, target, prediction in rows for c in np.unique(np.concatenate(
+        [np.ravel(target), np.ravel(prediction)])) if c != ignore_index})
+    legend = _draw_legend([(tuple(palette[c].tolist()), class_names[c]) for c in present], min_height=height)
+    canvas = Image.new("RGB", (width + legend.width, max(height, legend.height)), "white")
+    draw = ImageDraw.Draw(canvas)
+    for column, title in enumerate(FIGURE_COLUMNS):
+        draw.text((_LEGEND_MARGIN + column * (panel_width + _LEGEND_MARGIN), _LEGEND_MARGIN), title,
+                  fill="black", font=font)
+    y = text_height
+    for row, caption in zip(panels, captions, strict=True):
+        for column, panel in enumerate(row):
+            canvas.paste(panel, (_LEGEND_MARGIN + column * (panel_width + _LEGEND_MARGIN), y))
+        y += row[0].height
+        draw.text((_LEGEND_MARGIN, y + _LEGEND_MARGIN // 2), caption, fill="black", font=font)
+        y += text_height
+    canvas.paste(legend, (width, 0))
+    return canvas
+
+
+def _figure_row(image: np.ndarray, target: np.ndarray, prediction: np.ndarray, palette: np.ndarray,
+                ignore_index: int, min_side: int) -> list[Image.Image]:
+    target, prediction = _as_mask(target), _as_mask(prediction)
+    image = np.asarray(image)
+    if not image.shape[:2] == target.shape == prediction.shape:
+        raise ValueError(f"image {image.shape[:2]}, ground truth {target.shape} and prediction "
+                         f"{prediction.shape} differ in size")
+    factor = max(1, math.ceil(min_side / min(target.shape)))
+    pictures = [image, colorize(target, palette, ignore_index), colorize(prediction, palette, ignore_index),
+                error_map(image, target, prediction, ignore_index)]
+    size = (target.shape[1] * factor, target.shape[0] * factor)
+    return [Image.fromarray(picture).resize(size, Image.Resampling.NEAREST) for picture in pictures]
+
+
+def _pixel_accuracy(target: np.ndarray, prediction: np.ndarray, ignore_index: int) -> float:
+    valid = np.asarray(target) != ignore_index
+    return float((np.asarray(target)[valid] == np.asarray(prediction)[valid]).mean()) if valid.any() else math.nan
+
+
 def plot_curves(log_records: Sequence[dict[str, Any]], path: str | Path) -> Path:
     """Plot training loss over iterations and mIoU over epochs, side by side, to an image file.
 

@@ -8,7 +8,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pixelwise.visualize import IGNORE_COLOR, colorize, default_palette, overlay, plot_curves, save_index_png
+from pixelwise.visualize import (
+    ERROR_COLOR,
+    IGNORE_COLOR,
+    _figure_row,
+    colorize,
+    comparison_figure,
+    default_palette,
+    error_map,
+    overlay,
+    plot_curves,
+    save_index_png,
+)
 
 TWO_COLORS = np.array([[10, 20, 30], [200, 100, 0]], dtype=np.uint8)
 
@@ -128,3 +139,40 @@ def test_plot_curves_writes_a_png(tmp_path: Path) -> None:
 def test_plot_curves_without_eval_records(tmp_path: Path) -> None:
     path = plot_curves([{"kind": "train", "iteration": 0, "loss": 1.0}], tmp_path / "curves.png")
     assert path.stat().st_size > 0
+
+
+# ---------------------------------------------------------------- comparison figures
+
+
+def test_error_map_marks_wrong_pixels_and_ignores_ignored_ones():
+    image = np.full((2, 2, 3), 200, np.uint8)
+    target = np.array([[0, 1], [255, 1]])
+    prediction = np.array([[0, 0], [1, 1]])
+    picture = error_map(image, target, prediction)
+    assert picture[0, 1].tolist() == list(ERROR_COLOR)
+    assert picture[1, 0].tolist() == [255, 255, 255]
+    assert picture[0, 0].tolist() == picture[1, 1].tolist() == [100, 100, 100]  # dimmed grey, right
+
+
+def test_comparison_figure_enlarges_without_smoothing_and_lists_the_classes():
+    target = np.zeros((8, 12), np.int64)
+    target[:, 6:] = 2
+    prediction = target.copy()
+    prediction[0, 0] = 1
+    image = np.random.default_rng(0).integers(0, 255, (8, 12, 3), np.uint8)
+    palette = default_palette(3)
+    # 8 px -> 64 px: factor 8; each label pixel becomes an 8x8 block of its colour (no smoothing).
+    panels = _figure_row(image, target, prediction, palette, 255, min_side=64)
+    block = np.ones((8, 8, 1), np.uint8)
+    for panel, expected in zip(panels, [image, colorize(target, palette), colorize(prediction, palette)]):
+        np.testing.assert_array_equal(np.asarray(panel), np.kron(expected, block))
+    figure = comparison_figure([(image, target, prediction)] * 2, palette, ["sky", "car", "road"], min_side=64)
+    colours = {tuple(c) for c in np.asarray(figure).reshape(-1, 3).tolist()}
+    assert tuple(ERROR_COLOR) in colours and tuple(palette[1].tolist()) in colours
+    assert figure.height > 2 * 64 and figure.width > 4 * 96
+
+
+def test_comparison_figure_refuses_mismatched_sizes():
+    with pytest.raises(ValueError, match="differ in size"):
+        comparison_figure([(np.zeros((4, 4, 3), np.uint8), np.zeros((4, 4), int), np.zeros((4, 5), int))],
+                          default_palette(2), ["a", "b"])

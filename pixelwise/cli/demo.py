@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
                     progress=not args.no_progress)
     metrics = evaluate_best(Path(args.out), args.num_overlays)
     print(f"\nmIoU on synthetic val: {metrics['miou']:.4f} "
-          f"(best epoch {summary['best_epoch']}; {args.out}/metrics.json, curves.png, overlays/)")
+          f"(best epoch {summary['best_epoch']}; {args.out}/figures.png, metrics.json, curves.png, overlays/)")
     return 0
 
 

@@ -23,6 +23,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_dataset(parser)
     parser.add_argument("--split", default="val", help="train | val | test (default: val)")
     parser.add_argument("--json", help="write the metrics to this JSON file")
+    parser.add_argument("--figures", type=int, default=0, metavar="N",
+                        help="draw the first N samples (image | ground truth | prediction | errors) "
+                             "to --figures-out (default 0: none)")
+    parser.add_argument("--figures-out", default=None, metavar="PNG",
+                        help="where --figures goes (default: figures_SPLIT.png beside the checkpoint)")
     parser.add_argument("--no-progress", action="store_true")
     add_device(parser)
     add_crf(parser)
@@ -60,7 +65,21 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(metrics_json(metrics, dataset.classes), indent=2))
+    if args.figures:
+        write_figures(args, model, checkpoint, build_dataset(name, root, args.split, None, **kwargs), device,
+                      hooks.predict if hooks else None)
     return 0
+
+
+def write_figures(args: argparse.Namespace, model, checkpoint: dict, dataset, device, postprocess) -> None:
+    from pixelwise.engine.checkpoint import checkpoint_palette
+    from pixelwise.engine.inference import dataset_figure
+
+    target = Path(args.figures_out or Path(args.checkpoint).parent / f"figures_{args.split}.png")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    dataset_figure(model, dataset, args.figures, palette=checkpoint_palette(checkpoint), class_names=checkpoint["classes"], device=device,
+                   postprocess=postprocess).save(target)
+    print(f"figures: {target}")
 
 
 def check_classes(classes, checkpoint: dict, path: str) -> None:

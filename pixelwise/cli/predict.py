@@ -24,15 +24,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
-
     from pixelwise.engine import predict_files
     from pixelwise.engine.inference import describe_renames, list_images
-    from pixelwise.visualize import default_palette
+    from pixelwise.engine.checkpoint import checkpoint_palette
 
     model, checkpoint, device = load_checkpoint_model(args)
-    palette = checkpoint.get("palette")
-    palette = default_palette(checkpoint["num_classes"]) if palette is None else np.asarray(palette, np.uint8)
+    palette = checkpoint_palette(checkpoint)
     hooks = crf_hooks(args)
     images = list_images(args.input)
     plan = predict_files(model, images, args.output, palette=palette, class_names=checkpoint["classes"],

@@ -24,6 +24,7 @@ SCALAR_FLAGS = {
     "loss": (str, "ce | dice | focal | sums like ce+dice or 0.5*ce+dice"),
     "color": (float, "brightness/contrast jitter strength (0 = off)"),
     "eval_every": (int, "evaluate every N epochs (and after the last)"),
+    "figures": (int, "val samples drawn in RUN/figures.png at the end (image | truth | prediction | errors)"),
     "log_every": (int, "log every N steps"),
     "num_workers": (int, "data-loading processes"),
     "seed": (int, "seed of weights, data order and augmentations"),

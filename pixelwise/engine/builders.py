@@ -242,8 +242,27 @@ def startup_summary(config: TrainConfig, trainer: Trainer, train_set: Dataset, v
 
 def train(config: TrainConfig, *, resume: str | Path | None = None, overwrite: bool = False,
           progress: bool = True) -> dict[str, Any]:
-    """Train as ``pixelwise train`` does; returns the run summary (also in ``metrics.json``)."""
-    return build_trainer(config, resume=resume, overwrite=overwrite, progress=progress).fit()
+    """Train as ``pixelwise train`` does; returns the run summary (also in ``metrics.json``) and, with
+    ``config.figures``, draws ``RUN/figures.png`` from ``best.pt``."""
+    trainer = build_trainer(config, resume=resume, overwrite=overwrite, progress=progress)
+    summary = trainer.fit()
+    if trainer.is_main and config.figures and (trainer.out_dir / "best.pt").exists():
+        write_run_figure(trainer.out_dir, config.figures)
+    return summary
+
+
+def write_run_figure(run_dir: Path, count: int) -> Path:
+    """``run_dir/figures.png``: ``count`` val samples through ``best.pt`` (see :func:`dataset_figure`)."""
+    from pixelwise.engine.checkpoint import checkpoint_palette
+    from pixelwise.engine.inference import dataset_figure
+
+    model, checkpoint = load_model(run_dir / "best.pt")
+    recipe = TrainConfig.from_dict(checkpoint["config"])
+    dataset = build_dataset(recipe.dataset, recipe.data_root, recipe.val_split, None, **recipe.dataset_kwargs)
+    figure = dataset_figure(model, dataset, count, palette=checkpoint_palette(checkpoint),
+                            class_names=checkpoint["classes"])
+    figure.save(run_dir / "figures.png")
+    return run_dir / "figures.png"
 
 
 def load_init_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], str]:

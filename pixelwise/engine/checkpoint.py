@@ -52,6 +52,14 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return state
 
 
+def checkpoint_palette(checkpoint: dict[str, Any]) -> np.ndarray:
+    """The ``num_classes x 3`` colours of a checkpoint's classes: its dataset's, or the default palette."""
+    from pixelwise.visualize import default_palette
+
+    palette = checkpoint.get("palette")
+    return default_palette(checkpoint["num_classes"]) if palette is None else np.asarray(palette, np.uint8)
+
+
 def capture_rng_state() -> dict[str, Any]:
     """The state of every random generator training touches, as tensors and plain values."""
     state: dict[str, Any] = {

@@ -62,6 +62,7 @@ class TrainConfig:
     num_workers: int = 0
     # bookkeeping
     eval_every: int = 1
+    figures: int = 4  # val samples in RUN/figures.png (image | ground truth | prediction | errors); 0: none
     log_every: int = 10
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N

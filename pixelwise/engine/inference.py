@@ -146,3 +146,25 @@ def predict_files(model: nn.Module, images: Sequence[Path], output_dir: str | Pa
         if overlay:
             draw_overlay(image, mask, palette, class_names=class_names).save(files[1])
     return plan
+
+
+def dataset_figure(model: nn.Module, dataset: Sequence[dict], count: int, *, palette: np.ndarray,
+                   class_names: Sequence[str], device: torch.device | str = "cpu",
+                   postprocess: LabelPostprocess | None = None):
+    """:func:`pixelwise.visualize.comparison_figure` of the first ``count`` samples of ``dataset`` (a
+    reader without transforms: uint8 images): image | ground truth | prediction | errors."""
+    from pixelwise.visualize import comparison_figure
+
+    if count < 1:
+        raise ValueError(f"a figure needs at least 1 sample, got {count}")
+    model.eval()
+    rows, captions = [], []
+    for index in range(min(count, len(dataset))):
+        sample = dataset[index]
+        image = np.ascontiguousarray(sample["image"].permute(1, 2, 0).numpy())
+        target = sample["mask"].numpy()
+        rows.append((image, target, predict_mask(model, image, device, postprocess)))
+        valid = target != 255
+        accuracy = float((rows[-1][2][valid] == target[valid]).mean()) if valid.any() else float("nan")
+        captions.append(f"{sample['name']}: pixel accuracy {accuracy:.3f}")
+    return comparison_figure(rows, palette, class_names, captions=captions)

@@ -29,6 +29,8 @@ def trained_run(folder_data, tmp_path_factory):
 
 def test_train_writes_a_run(trained_run):
     assert (trained_run / "best.pt").exists() and (trained_run / "curves.png").exists()
+    with Image.open(trained_run / "figures.png") as figure:  # 4 val rows of 40 px, enlarged to 192
+        assert figure.height > 3 * 192 and figure.width > 4 * 192
     assert json.loads((trained_run / "metrics.json").read_text())["epochs_completed"] == 2
 
 
@@ -404,3 +406,12 @@ def test_checkpoints_store_absolute_data_paths(folder_data, tmp_path, monkeypatc
     from pixelwise.engine import load_checkpoint
 
     assert load_checkpoint(tmp_path / "run" / "best.pt")["config"]["data_root"] == str(folder_data)
+
+
+def test_evaluate_draws_figures(trained_run, tmp_path, capsys):
+    target = tmp_path / "fig.png"
+    assert main(["evaluate", "--checkpoint", str(trained_run / "best.pt"), "--figures", "2",
+                 "--figures-out", str(target), "--no-progress"]) == 0
+    assert f"figures: {target}" in capsys.readouterr().out
+    with Image.open(target) as figure:
+        assert 2 * 192 < figure.height < 3 * 192
