@@ -16,10 +16,13 @@ generated from that metadata, never typed by hand.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar
+
+from pixelwise.metadata import BackboneMetadata, ModelMetadata
 
 T = TypeVar("T", bound=Callable[..., Any])
 
@@ -32,10 +35,16 @@ class UnknownNameError(KeyError):
 
 
 class Registry:
-    """A mapping from names to builders (functions or classes), with metadata."""
+    """A mapping from names to builders (functions or classes), with metadata.
 
-    def __init__(self, kind: str) -> None:
+    With a ``schema`` (a dataclass), the metadata of each registration is validated when it is
+    registered: ``schema(**metadata)`` refuses unknown keys, and the schema's ``check(name,
+    builder)`` method, if it has one, checks the values against the builder.
+    """
+
+    def __init__(self, kind: str, schema: type | None = None) -> None:
         self.kind = kind
+        self.schema = schema
         self._builders: dict[str, Callable[..., Any]] = {}
         self._metadata: dict[str, dict[str, Any]] = {}
 
@@ -46,11 +55,27 @@ class Registry:
             key = name or builder.__name__
             if key in self._builders:
                 raise ValueError(f"{self.kind} {key!r} is already registered")
+            self._metadata[key] = self._validated(key, builder, metadata)
             self._builders[key] = builder
-            self._metadata[key] = dict(metadata)
             return builder
 
         return decorator
+
+    def _validated(self, name: str, builder: Callable[..., Any], metadata: dict[str, Any]) -> dict[str, Any]:
+        if self.schema is None:
+            return dict(metadata)
+        valid = [field.name for field in dataclasses.fields(self.schema)]
+        unknown = sorted(set(metadata) - set(valid))
+        if unknown:
+            raise ValueError(f"{self.kind} {name!r}: unknown metadata {', '.join(unknown)}; "
+                             f"the schema has {', '.join(valid)}")
+        try:
+            record = self.schema(**metadata)
+        except TypeError as error:  # a required field is missing
+            raise ValueError(f"{self.kind} {name!r}: {error}") from None
+        if hasattr(record, "check"):
+            record.check(name, builder)
+        return {field: getattr(record, field) for field in valid}
 
     def get(self, name: str) -> Callable[..., Any]:
         """Return the builder for ``name``; unknown names raise with close matches."""
@@ -78,8 +103,8 @@ class Registry:
         return f"unknown {self.kind} {name!r}.{hint} Registered: {', '.join(self.names())}."
 
 
-MODELS = Registry("model")
-BACKBONES = Registry("backbone")
+MODELS = Registry("model", schema=ModelMetadata)
+BACKBONES = Registry("backbone", schema=BackboneMetadata)
 DATASETS = Registry("dataset")
 LOSSES = Registry("loss")
 

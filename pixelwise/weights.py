@@ -53,8 +53,22 @@ def _unreadable_message(path: Path, what: str, error: Exception) -> str:
             "opens files that cannot run code (torch.load(weights_only=True))")
 
 
+def upgrade_state_dict(model: nn.Module, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state_dict`` with the names of an earlier version renamed as the modules of ``model`` that
+    declare ``legacy_keys`` say (:class:`pixelwise.models.SegmentationModel`), at any depth."""
+    from pixelwise.models.base import rename_legacy_keys
+
+    upgraded = dict(state_dict)
+    for name, module in model.named_modules():
+        renamed = getattr(module, "legacy_keys", None)
+        if renamed:
+            rename_legacy_keys(upgraded, f"{name}." if name else "", renamed)
+    return upgraded
+
+
 def load_model_state(model: nn.Module, state_dict: dict[str, torch.Tensor], *, source: str) -> None:
     """``model.load_state_dict`` with an error that lists every mismatch, not just the first."""
+    state_dict = upgrade_state_dict(model, state_dict)
     own = model.state_dict()
     problems = []
     missing = sorted(set(own) - set(state_dict))
@@ -110,6 +124,7 @@ def load_matching_state(model: nn.Module, state_dict: dict[str, torch.Tensor], *
     own = model.state_dict()
     candidates = [dict(state_dict), {f"model.{key}": value for key, value in state_dict.items()},
                   {key[len("model."):]: value for key, value in state_dict.items() if key.startswith("model.")}]
+    candidates = [upgrade_state_dict(model, candidate) for candidate in candidates]
     renamed = max(candidates, key=lambda mapping: len(set(mapping) & set(own)))
     common = sorted(set(renamed) & set(own))
     loaded = [key for key in common if renamed[key].shape == own[key].shape]

@@ -136,6 +136,7 @@ class CRFRNNModel(nn.Module):
         self.model = model
         self.crf = crf
         self.num_classes = crf.num_classes  # like every model, for tiling and the CLI
+        self.aux_weights = tuple(getattr(model, "aux_weights", ()))  # the auxiliary outputs pass through
         self.mean, self.std = tuple(mean), tuple(std)
 
     def forward(self, x: Tensor) -> Tensor | dict[str, Any]:

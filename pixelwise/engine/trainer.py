@@ -154,8 +154,8 @@ class Trainer:
         with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.amp):
             logits, aux = split_outputs(self.model(images))
             loss = self.loss_fn(logits.float(), targets)
-            for aux_logits in aux:
-                loss = loss + 0.4 * self.loss_fn(aux_logits.float(), targets)
+            for weight, aux_logits in zip(self._aux_weights(len(aux)), aux, strict=True):
+                loss = loss + weight * self.loss_fn(aux_logits.float(), targets)
         value = loss.item()
         if not math.isfinite(value):
             raise TrainingError(self._nan_message(value))
@@ -168,6 +168,14 @@ class Trainer:
         self.scaler.update()
         self.scheduler.step()
         return value
+
+    def _aux_weights(self, count: int) -> tuple[float, ...]:
+        """The model's weight for each of its ``count`` auxiliary outputs (``aux_weights``, a property of the model)."""
+        weights = tuple(getattr(self.bare_model, "aux_weights", ()))
+        if len(weights) != count:
+            raise TrainingError(f"{type(self.bare_model).__name__} returned {count} auxiliary output(s) but declares "
+                                f"{len(weights)} auxiliary loss weight(s) (aux_weights={weights}); set one per output")
+        return weights
 
     def _end_epoch(self) -> None:
         self.state.epoch += 1

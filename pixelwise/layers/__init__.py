@@ -1,6 +1,25 @@
 """Small reusable blocks for the model zoo."""
 
-from pixelwise.layers.conv import Activation, conv_bn_act, conv_stack, relu, same_padding
+from pixelwise.layers.conv import Activation, bn_act_conv, conv2d, conv_bn_act, conv_stack, relu, same_padding
+from pixelwise.layers.dilated import (
+    DILATED_CONV_KINDS,
+    GriddingStats,
+    LayerSpec,
+    PreConvDilatedConv2d,
+    SharedSeparableConv2d,
+    SmoothedDilatedConv2d,
+    dilated_conv,
+    effective_receptive_field,
+    gridding_score,
+    gridding_stats,
+    hdc_max_distances,
+    influence_map,
+    make_dilated_conv,
+    periodicity_score,
+    phase_occupancy,
+    receptive_field_mask,
+    satisfies_hdc,
+)
 from pixelwise.layers.upsampling import (
     UPSAMPLER_KINDS,
     BedOfNails,
@@ -24,7 +43,12 @@ from pixelwise.layers.upsampling import (
 )
 
 __all__ = [
-    "Activation", "conv_bn_act", "conv_stack", "relu", "same_padding",
+    "Activation", "bn_act_conv", "conv2d", "conv_bn_act", "conv_stack", "relu", "same_padding",
+    # dilated convolution and gridding
+    "DILATED_CONV_KINDS", "GriddingStats", "LayerSpec", "PreConvDilatedConv2d", "SharedSeparableConv2d",
+    "SmoothedDilatedConv2d", "dilated_conv", "effective_receptive_field", "gridding_score", "gridding_stats",
+    "hdc_max_distances", "influence_map", "make_dilated_conv", "periodicity_score", "phase_occupancy",
+    "receptive_field_mask", "satisfies_hdc",
     # upsampling
     "UPSAMPLER_KINDS", "BedOfNails", "BilinearTransposedConv2d", "Interpolate", "MaxPoolWithIndices", "MaxUnpool",
     "PixelShuffleUpsample", "PooledWithIndices", "ResizeConv2d", "bed_of_nails", "bilinear_kernel",

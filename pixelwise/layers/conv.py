@@ -40,6 +40,18 @@ def same_padding(kernel_size: int, dilation: int = 1) -> int:
     return dilation * (kernel_size - 1) // 2
 
 
+def conv2d(in_channels: int, out_channels: int, kernel_size: int = 3, *, stride: int = 1, dilation: int = 1,
+           groups: int = 1, bias: bool = True) -> nn.Conv2d:
+    """A ``Conv2d`` with "same" padding (``same_padding``): stride 1 keeps H and W, stride ``s`` gives
+    ``ceil(H / s)``. The one convolution constructor of the zoo's blocks.
+
+    >>> conv2d(4, 8, 3, dilation=2)
+    Conv2d(4, 8, kernel_size=(3, 3), stride=(1, 1), padding=(2, 2), dilation=(2, 2))
+    """
+    return nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=same_padding(kernel_size, dilation),
+                     dilation=dilation, groups=groups, bias=bias)
+
+
 def conv_bn_act(
     in_channels: int,
     out_channels: int,
@@ -50,11 +62,13 @@ def conv_bn_act(
     groups: int = 1,
     batch_norm: bool = True,
     activation: Activation | None = relu,
+    bias: bool | None = None,
 ) -> nn.Sequential:
     """``Conv2d`` (same padding) -> optional ``BatchNorm2d`` -> optional activation.
 
-    The convolution has a bias only without batch norm, where the norm's shift would make it
-    redundant (Ioffe & Szegedy 2015). Children are named ``conv``, ``bn``, ``act``.
+    By default the convolution has a bias only without batch norm, where the norm's shift would make
+    it redundant (Ioffe & Szegedy 2015); ``bias=True`` keeps it anyway (SegNet's Caffe model and
+    torchvision's VGG-BN have one). Children are named ``conv``, ``bn``, ``act``.
 
     >>> conv_bn_act(16, 32, batch_norm=False, activation=None)
     Sequential(
@@ -62,20 +76,28 @@ def conv_bn_act(
     )
     """
     layers: OrderedDict[str, nn.Module] = OrderedDict()
-    layers["conv"] = nn.Conv2d(
-        in_channels,
-        out_channels,
-        kernel_size,
-        stride=stride,
-        padding=same_padding(kernel_size, dilation),
-        dilation=dilation,
-        groups=groups,
-        bias=not batch_norm,
-    )
+    layers["conv"] = conv2d(in_channels, out_channels, kernel_size, stride=stride, dilation=dilation, groups=groups,
+                            bias=not batch_norm if bias is None else bias)
     if batch_norm:
         layers["bn"] = nn.BatchNorm2d(out_channels)
     if activation is not None:
         layers["act"] = activation()
+    return nn.Sequential(layers)
+
+
+def bn_act_conv(in_channels: int, out_channels: int, kernel_size: int = 3, *, dropout: float = 0.0,
+                activation: Activation = relu) -> nn.Sequential:
+    """The pre-activation order: ``BatchNorm2d`` -> activation -> ``Conv2d`` (same padding, with bias) ->
+    optional dropout, children ``bn``, ``act``, ``conv``, ``drop`` (He et al. 2016's identity mappings;
+    FC-DenseNet's "layer", Jégou et al. 2017).
+
+    >>> [name for name, _ in bn_act_conv(48, 12, dropout=0.2).named_children()]
+    ['bn', 'act', 'conv', 'drop']
+    """
+    layers: OrderedDict[str, nn.Module] = OrderedDict(
+        bn=nn.BatchNorm2d(in_channels), act=activation(), conv=conv2d(in_channels, out_channels, kernel_size))
+    if dropout:
+        layers["drop"] = nn.Dropout(dropout)
     return nn.Sequential(layers)
 
 

@@ -281,6 +281,8 @@ class BilinearTransposedConv2d(nn.Module):
     ``learnable=True`` holds a full ``C x C x k x k`` weight, as FCN's learned x2 layers;
     ``learnable=False`` (FCN's fixed last layer) keeps only the per-channel kernel as a
     non-persistent buffer and runs a grouped conv, ``C`` times cheaper, with no parameters.
+    ``padding=0`` is Caffe's ``Deconvolution`` as FCN's reference nets use it: ``f (H + 1)`` (even
+    ``f``) outputs, cropped by the caller (FCN's offsets 5, 9, 19, 27, 31).
 
     >>> up = BilinearTransposedConv2d(1, factor=2, learnable=False)
     >>> x = torch.tensor([0.0, 4.0, 8.0]).expand(1, 1, 3, 3)
@@ -288,11 +290,12 @@ class BilinearTransposedConv2d(nn.Module):
     (tensor([0., 1., 3., 5., 7., 6.]), tensor([0., 1., 3., 5., 7., 8.]))
     """
 
-    def __init__(self, channels: int, factor: int = 2, *, learnable: bool = True) -> None:
+    def __init__(self, channels: int, factor: int = 2, *, learnable: bool = True, padding: int | None = None) -> None:
         super().__init__()
         _check_positive_int(channels, "channels")
         _check_factor(factor)
         self.channels, self.factor, self.learnable = channels, factor, learnable
+        self.padding = factor // 2 if padding is None else padding
         kernel_size = bilinear_kernel_size(factor)
         if learnable:
             self.weight = nn.Parameter(bilinear_kernel(channels, kernel_size))
@@ -302,10 +305,10 @@ class BilinearTransposedConv2d(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         groups = 1 if self.learnable else self.channels
-        return F.conv_transpose2d(x, self.weight, stride=self.factor, padding=self.factor // 2, groups=groups)
+        return F.conv_transpose2d(x, self.weight, stride=self.factor, padding=self.padding, groups=groups)
 
     def extra_repr(self) -> str:
-        return f"channels={self.channels}, factor={self.factor}, learnable={self.learnable}"
+        return f"channels={self.channels}, factor={self.factor}, learnable={self.learnable}, padding={self.padding}"
 
 
 # ---------------------------------------------------------------- resize-convolution and sub-pixel convolution

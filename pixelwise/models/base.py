@@ -23,7 +23,7 @@ torch.Size([1, 2, 5, 7])
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -95,15 +95,47 @@ def _to_input_size(logits: Tensor, padded_size: Sequence[int], size: Sequence[in
     return crop_to_size(logits, size)
 
 
+def rename_legacy_keys(state_dict: dict[str, Any], prefix: str, renamed: Mapping[str, str | None]) -> None:
+    """Rename, in place, the keys under ``prefix`` that start with an old name of ``renamed`` to the new
+    one; an old name mapped to None is dropped (a tensor the model now recomputes, not stores).
+
+    >>> state = {"net.features.0.weight": 1, "net.upscore.weight": 2, "net.head.bias": 3}
+    >>> rename_legacy_keys(state, "net.", {"features.": "backbone.features.", "upscore.weight": None})
+    >>> sorted(state)
+    ['net.backbone.features.0.weight', 'net.head.bias']
+    """
+    for key in list(state_dict):
+        if not key.startswith(prefix):
+            continue
+        local = key[len(prefix):]
+        old = next((old for old in renamed if local.startswith(old)), None)
+        if old is not None:
+            value = state_dict.pop(key)
+            if renamed[old] is not None:
+                state_dict[prefix + renamed[old] + local[len(old):]] = value
+
+
+def _rename_legacy_keys_hook(module: nn.Module, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+    rename_legacy_keys(state_dict, prefix, module.legacy_keys)
+
+
 class SegmentationModel(nn.Module):
     """Base class implementing the output convention and the any-input-size padding.
 
     Subclasses implement ``forward_padded(x)`` for ``x`` whose H and W are multiples of
     ``size_multiple`` (the total stride of the network), returning logits (or the dict form,
     for auxiliary heads) at that input's resolution or any integer stride of it.
+
+    ``aux_weights`` are the weights of the auxiliary losses, one per auxiliary output, that the
+    trainer applies (a property of the model: PSPNet's 0.4, DeepLab v2's multi-scale 1.0s).
+    ``legacy_keys`` maps state-dict names of an earlier version to today's (None: no longer stored),
+    so checkpoints saved before a rename still load, through ``load_state_dict`` too.
     """
 
-    def __init__(self, *, num_classes: int, in_channels: int, size_multiple: int) -> None:
+    legacy_keys: ClassVar[Mapping[str, str | None]] = {}
+
+    def __init__(self, *, num_classes: int, in_channels: int, size_multiple: int,
+                 aux_weights: Sequence[float] = ()) -> None:
         super().__init__()
         arguments = {"num_classes": num_classes, "in_channels": in_channels, "size_multiple": size_multiple}
         for name, value in arguments.items():
@@ -112,6 +144,9 @@ class SegmentationModel(nn.Module):
         self.num_classes = num_classes
         self.in_channels = in_channels
         self.size_multiple = size_multiple
+        self.aux_weights = tuple(float(weight) for weight in aux_weights)
+        if self.legacy_keys:
+            self._register_load_state_dict_pre_hook(_rename_legacy_keys_hook, with_module=True)
 
     def forward_padded(self, x: Tensor) -> ModelOutput:
         raise NotImplementedError(f"{type(self).__name__} must implement forward_padded")

@@ -35,7 +35,6 @@ torch.Size([1, 11, 13, 21])
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from functools import partial
 from itertools import accumulate
@@ -44,29 +43,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from pixelwise.layers import bn_act_conv, transposed_conv
 from pixelwise.models.base import SegmentationModel
 from pixelwise.registry import MODELS
 
 PAPER = (
     "Jégou et al. 2017, The One Hundred Layers Tiramisu: Fully Convolutional DenseNets for Semantic Segmentation"
 )
-
-
-def bn_relu_conv(in_channels: int, out_channels: int, kernel_size: int, dropout: float) -> nn.Sequential:
-    """BN -> ReLU -> conv (same padding; a bias, as in the authors' code) -> dropout: the paper's "layer".
-
-    >>> layer = bn_relu_conv(48, 12, 3, dropout=0.2)
-    >>> [name for name, _ in layer.named_children()], layer.conv
-    (['bn', 'act', 'conv', 'drop'], Conv2d(48, 12, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1)))
-    """
-    return nn.Sequential(
-        OrderedDict(
-            bn=nn.BatchNorm2d(in_channels),
-            act=nn.ReLU(inplace=True),
-            conv=nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2),
-            drop=nn.Dropout(dropout),
-        )
-    )
 
 
 class DenseBlock(nn.Module):
@@ -84,7 +67,7 @@ class DenseBlock(nn.Module):
         super().__init__()
         self.out_channels = num_layers * growth_rate
         self.layers = nn.ModuleList(
-            bn_relu_conv(in_channels + index * growth_rate, growth_rate, 3, dropout)
+            bn_act_conv(in_channels + index * growth_rate, growth_rate, 3, dropout=dropout)
             for index in range(num_layers)
         )
 
@@ -97,12 +80,12 @@ class DenseBlock(nn.Module):
 
 def transition_down(channels: int, dropout: float) -> nn.Sequential:
     """TD: BN -> ReLU -> 1x1 conv -> dropout -> 2x2 max pool; halves H and W, keeps the channels."""
-    return nn.Sequential(bn_relu_conv(channels, channels, 1, dropout), nn.MaxPool2d(2))
+    return nn.Sequential(bn_act_conv(channels, channels, 1, dropout=dropout), nn.MaxPool2d(2))
 
 
 def transition_up(channels: int) -> nn.ConvTranspose2d:
     """TU: 3x3 transposed conv, stride 2, exactly doubling H and W (padding 1, output padding 1)."""
-    return nn.ConvTranspose2d(channels, channels, 3, stride=2, padding=1, output_padding=1)
+    return transposed_conv(channels, channels, factor=2, kernel_size=3)
 
 
 def _check_arguments(
@@ -206,6 +189,7 @@ def _register_variant(
     return MODELS.register(
         name,
         paper=PAPER,
+        arxiv="1611.09326",
         params=params,
         paper_kwargs={"num_classes": 11},  # CamVid's, the setting of the paper's counts
         description=f"Tiramisu: dense blocks of {blocks} layers (down, bottleneck; mirrored up), k={growth_rate}.",

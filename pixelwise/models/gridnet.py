@@ -74,7 +74,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from pixelwise.layers import relu
+from pixelwise.layers import conv2d, relu, transposed_conv
 from pixelwise.models.base import SegmentationModel
 from pixelwise.registry import MODELS
 
@@ -121,9 +121,9 @@ class TotalDropout(nn.Module):
         return f"p={self.p}"
 
 
-def conv3x3(in_channels: int, out_channels: int) -> nn.Conv2d:
-    """A stride-1, padding-1 3x3 convolution with bias (every GridNet convolution has one)."""
-    return nn.Conv2d(in_channels, out_channels, 3, padding=1)
+def conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
+    """A same-padded 3x3 convolution with bias (every GridNet convolution has one)."""
+    return conv2d(in_channels, out_channels, 3, stride=stride)
 
 
 def preactivation_unit(first: nn.Conv2d | nn.ConvTranspose2d) -> nn.Sequential:
@@ -143,12 +143,12 @@ def preactivation_unit(first: nn.Conv2d | nn.ConvTranspose2d) -> nn.Sequential:
 
 def downsampling_unit(in_channels: int, out_channels: int) -> nn.Sequential:
     """Row ``r`` -> ``r + 1``: halves H and W (BN-ReLU-conv3x3 stride 2, BN-ReLU-conv3x3)."""
-    return preactivation_unit(nn.Conv2d(in_channels, out_channels, 3, stride=2, padding=1))
+    return preactivation_unit(conv3x3(in_channels, out_channels, stride=2))
 
 
 def upsampling_unit(in_channels: int, out_channels: int) -> nn.Sequential:
     """Row ``r + 1`` -> ``r``: doubles H and W exactly (BN-ReLU-deconv3x3 stride 2, BN-ReLU-conv3x3)."""
-    return preactivation_unit(nn.ConvTranspose2d(in_channels, out_channels, 3, stride=2, padding=1, output_padding=1))
+    return preactivation_unit(transposed_conv(in_channels, out_channels, factor=2, kernel_size=3))
 
 
 class LateralUnit(nn.Module):
@@ -184,6 +184,7 @@ def _check_arguments(channels: Sequence[int], columns: int, total_dropout: float
 @MODELS.register(
     "gridnet",
     paper="Fourure et al. 2017, Residual Conv-Deconv Grid Network for Semantic Segmentation",
+    arxiv="1707.07958",
     # The paper's parameter count could not be confirmed here; the paper's grid counts
     # 13,181,097 with 19 classes (module docstring; tests/models/test_gridnet.py).
     params=None,

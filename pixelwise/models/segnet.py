@@ -26,42 +26,31 @@ torch.Size([1, 11, 37, 53])
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from pathlib import Path
 
 from torch import Tensor, nn
 
-from pixelwise.backbones.vgg import check_width_divisor, encoder_stages, vgg_features
+from pixelwise.backbones import create_backbone
+from pixelwise.backbones.base import check_width_divisor
+from pixelwise.backbones.vgg import encoder_stages
+from pixelwise.layers import MaxPoolWithIndices, MaxUnpool, conv_bn_act
 from pixelwise.models.base import SegmentationModel
 from pixelwise.registry import MODELS
-
-def conv_bn_relu_with_bias(in_channels: int, out_channels: int) -> nn.Sequential:
-    """3x3 conv (with bias) -> BN -> ReLU: a decoder block, children named ``conv``, ``bn``, ``act``.
-
-    Unlike ``pixelwise.layers.conv_bn_act`` the conv keeps its bias, as in the authors' Caffe
-    model and in torchvision's VGG-BN encoder it mirrors (the paper's count includes it).
-    """
-    return nn.Sequential(
-        OrderedDict(
-            conv=nn.Conv2d(in_channels, out_channels, 3, padding=1),
-            bn=nn.BatchNorm2d(out_channels),
-            act=nn.ReLU(inplace=True),
-        )
-    )
 
 
 def mirrored_decoder(stages: list[list[tuple[int, int]]]) -> nn.ModuleList:
     """One decoder stage per encoder stage, deepest first: the stage's convs reversed, in and out swapped.
 
-    The mirror of the very first encoder conv (``in_channels -> 64``) is left out: the classifier
-    takes its place.
+    Each block is a 3x3 conv (with bias, as in the authors' Caffe model and the torchvision VGG-BN
+    encoder it mirrors) -> BN -> ReLU. The mirror of the very first encoder conv
+    (``in_channels -> 64``) is left out: the classifier takes its place.
     """
     decoder = nn.ModuleList()
     for depth, stage in reversed(list(enumerate(stages))):
         mirrored = [(c_out, c_in) for c_in, c_out in reversed(stage)]
         if depth == 0:
             mirrored = mirrored[:-1]
-        decoder.append(nn.Sequential(*(conv_bn_relu_with_bias(c_in, c_out) for c_in, c_out in mirrored)))
+        decoder.append(nn.Sequential(*(conv_bn_act(c_in, c_out, bias=True) for c_in, c_out in mirrored)))
     return decoder
 
 
@@ -69,6 +58,7 @@ def mirrored_decoder(stages: list[list[tuple[int, int]]]) -> nn.ModuleList:
     "segnet",
     paper="Badrinarayanan, Kendall & Cipolla 2017, SegNet: A Deep Convolutional Encoder-Decoder "
     "Architecture for Image Segmentation",
+    arxiv="1511.00561",
     # The paper's "29.4M": counted here with CamVid's 11 classes (see the module docstring).
     params=29_400_000,  # the paper's rounded figure; 29,449,355 exactly (see the docstring)
     paper_kwargs={"num_classes": 11},
@@ -81,16 +71,20 @@ class SegNet(SegmentationModel):
 
     Args:
         num_classes: output channels (logits); the paper's CamVid experiments use 11.
-        in_channels: input channels; the encoder's first conv is replaced when not 3.
+        in_channels: input channels; the encoder's first conv is adapted from the RGB kernels when not 3.
         width_divisor: divides every width of encoder and decoder (1 = the paper's network;
             larger values give small networks for tests).
         backbone_weights: path to a torchvision ``vgg16_bn`` state dict (the paper starts from
             VGG16 ImageNet weights); only its ``features`` are used. A wrong file raises
             ``CheckpointError`` listing every mismatch.
 
-    Inputs are padded to multiples of 32 (five 2x2 poolings), so every unpooling gets back
-    exactly the size its pooling saw.
+    The encoder is the ``vgg16_bn`` backbone (torchvision's names under ``backbone.``) whose pools
+    are ``pixelwise.layers.MaxPoolWithIndices``; the decoder unpools with ``MaxUnpool`` at those
+    indices, to the very size each pooling saw. Inputs are padded to multiples of 32 (five 2x2
+    poolings), as the paper's fixed-size inputs are.
     """
+
+    legacy_keys = {"features.": "backbone.features."}
 
     def __init__(
         self,
@@ -100,16 +94,14 @@ class SegNet(SegmentationModel):
         width_divisor: int = 1,
         backbone_weights: str | Path | None = None,
     ) -> None:
-        check_width_divisor("segnet", width_divisor)
+        check_width_divisor("segnet", width_divisor, 64)
         super().__init__(num_classes=num_classes, in_channels=in_channels, size_multiple=32)
-        self.features = vgg_features(
-            "vgg16_bn", in_channels=in_channels, width_divisor=width_divisor, weights=backbone_weights
-        )
-        pool_positions = [i for i, layer in enumerate(self.features) if isinstance(layer, nn.MaxPool2d)]
-        for position in pool_positions:  # the same 2x2 pooling, now also returning its argmax positions
-            self.features[position] = nn.MaxPool2d(2, stride=2, return_indices=True)
-        stages = encoder_stages(self.features)
-        self.unpool = nn.MaxUnpool2d(2, stride=2)
+        self.backbone = create_backbone("vgg16_bn", in_channels=in_channels, weights=backbone_weights,
+                                        **({"width_divisor": width_divisor} if width_divisor != 1 else {}))
+        stages = encoder_stages(self.backbone.features)
+        for position in self.backbone.pool_positions:  # the same 2x2 pooling, also returning its argmax positions
+            self.backbone.features[position] = MaxPoolWithIndices(2)
+        self.unpool = MaxUnpool(2)
         self.decoder = mirrored_decoder(stages)
         self.classifier = nn.Conv2d(stages[0][0][1], num_classes, 3, padding=1)
         self._init_decoder()
@@ -121,19 +113,19 @@ class SegNet(SegmentationModel):
                 nn.init.kaiming_normal_(layer.weight, mode="fan_in", nonlinearity="relu")
                 nn.init.zeros_(layer.bias)
 
-    def encode(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
-        """The encoder's stride-32 features and the argmax indices of its five poolings, shallowest first."""
-        indices = []
-        for layer in self.features:
-            if isinstance(layer, nn.MaxPool2d):
-                x, pool_indices = layer(x)
-                indices.append(pool_indices)
+    def encode(self, x: Tensor) -> tuple[Tensor, list]:
+        """The encoder's stride-32 features and the poolings' ``PooledWithIndices``, shallowest first."""
+        pooled = []
+        for layer in self.backbone.features:
+            if isinstance(layer, MaxPoolWithIndices):
+                pooled.append(layer(x))
+                x = pooled[-1].values
             else:
                 x = layer(x)
-        return x, indices
+        return x, pooled
 
     def forward_padded(self, x: Tensor) -> Tensor:
-        x, indices = self.encode(x)
-        for stage, pool_indices in zip(self.decoder, reversed(indices), strict=True):
-            x = stage(self.unpool(x, pool_indices))
+        x, pooled = self.encode(x)
+        for stage, pool in zip(self.decoder, reversed(pooled), strict=True):
+            x = stage(self.unpool(x, pool.indices, output_size=pool.input_size))
         return self.classifier(x)

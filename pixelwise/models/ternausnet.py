@@ -31,9 +31,10 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from pixelwise.layers import conv_bn_act
+from pixelwise.backbones import create_backbone
+from pixelwise.backbones.base import check_width_divisor
+from pixelwise.layers import conv_bn_act, transposed_conv
 from pixelwise.models.base import SegmentationModel
-from pixelwise.backbones.vgg import check_width_divisor, encoder_stages, vgg_features
 from pixelwise.registry import MODELS
 
 # (conv, transposed conv) widths of the centre block and of the four upsampling decoder levels, in
@@ -53,7 +54,7 @@ def decoder_block(in_channels: int, middle_channels: int, out_channels: int) -> 
     return nn.Sequential(
         OrderedDict(
             conv=conv_bn_act(in_channels, middle_channels, batch_norm=False),
-            upconv=nn.ConvTranspose2d(middle_channels, out_channels, 3, stride=2, padding=1, output_padding=1),
+            upconv=transposed_conv(middle_channels, out_channels, factor=2, kernel_size=3),
             act=nn.ReLU(inplace=True),
         )
     )
@@ -71,6 +72,7 @@ def _check_num_filters(num_filters: object, width_divisor: int) -> None:
     "ternausnet11",
     paper="Iglovikov & Shvets 2018, TernausNet: U-Net with VGG11 Encoder Pre-Trained on ImageNet "
     "for Image Segmentation",
+    arxiv="1801.05746",
     # The issue's 22.93M, with 1 output class (binary segmentation, as in the paper).
     params=22_927_393,
     paper_kwargs={"num_classes": 1},
@@ -82,7 +84,7 @@ class TernausNet11(SegmentationModel):
 
     Args:
         num_classes: output channels (logits); the paper segments 1 class (buildings).
-        in_channels: input channels; the encoder's first conv is replaced when not 3.
+        in_channels: input channels; the encoder's first conv is adapted from the RGB kernels when not 3.
         num_filters: the decoder's base width (paper: 32); decoder widths are multiples of it.
         width_divisor: divides every width, VGG11's and ``num_filters`` (1 = the paper's
             network; larger values give small networks for tests).
@@ -90,8 +92,12 @@ class TernausNet11(SegmentationModel):
             encoder); only its ``features`` are used. A wrong file raises ``CheckpointError``
             listing every mismatch.
 
-    Inputs are padded to multiples of 32 (five 2x2 poolings).
+    The encoder is the ``vgg11`` backbone (torchvision's names under ``backbone.``): its features
+    before each pooling are the skips, its fifth pooling feeds the centre. Inputs are padded to
+    multiples of 32 (five 2x2 poolings).
     """
+
+    legacy_keys = {"features.": "backbone.features."}
 
     def __init__(
         self,
@@ -102,13 +108,12 @@ class TernausNet11(SegmentationModel):
         width_divisor: int = 1,
         backbone_weights: str | Path | None = None,
     ) -> None:
-        check_width_divisor("ternausnet11", width_divisor)
+        check_width_divisor("ternausnet11", width_divisor, 64)
         _check_num_filters(num_filters, width_divisor)
         super().__init__(num_classes=num_classes, in_channels=in_channels, size_multiple=32)
-        self.features = vgg_features(
-            "vgg11", in_channels=in_channels, width_divisor=width_divisor, weights=backbone_weights
-        )
-        skip_widths = [stage[-1][1] for stage in encoder_stages(self.features)]  # 64, 128, 256, 512, 512
+        self.backbone = create_backbone("vgg11", in_channels=in_channels, weights=backbone_weights,
+                                        **({"width_divisor": width_divisor} if width_divisor != 1 else {}))
+        skip_widths = self.backbone.out_channels[:-1]  # 64, 128, 256, 512, 512
         base = num_filters // width_divisor
         (center_middle, center_out), *level_widths = DECODER_WIDTHS
         self.center = decoder_block(skip_widths[-1], base * center_middle, base * center_out)
@@ -120,18 +125,9 @@ class TernausNet11(SegmentationModel):
         self.decoder.append(conv_bn_act(upsampled + skip_widths[0], base, batch_norm=False))
         self.final = nn.Conv2d(base, num_classes, 1)
 
-    def encode(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
-        """The stride-32 map after the fifth pooling and the activations entering each pooling (skips)."""
-        skips = []
-        for layer in self.features:
-            if isinstance(layer, nn.MaxPool2d):
-                skips.append(x)
-            x = layer(x)
-        return x, skips
-
     def forward_padded(self, x: Tensor) -> Tensor:
-        x, skips = self.encode(x)
-        x = self.center(x)
+        *skips, pooled = self.backbone(x)  # the activations entering each pooling, then the fifth pooling
+        x = self.center(pooled)
         for level, skip in zip(self.decoder, reversed(skips), strict=True):
             x = level(torch.cat([x, skip], dim=1))  # the authors' order: upsampled map first
         return self.final(x)

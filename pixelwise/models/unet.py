@@ -35,7 +35,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from pixelwise.layers import conv_stack
+from pixelwise.layers import conv_stack, transposed_conv
 from pixelwise.models.base import SegmentationModel, crop_to_size
 from pixelwise.registry import MODELS
 
@@ -81,7 +81,7 @@ class UpBlock(nn.Module):
     ) -> None:
         super().__init__()
         if upsampling == "transpose":
-            self.upsample: nn.Module = nn.ConvTranspose2d(in_channels, out_channels, 2, stride=2)
+            self.upsample: nn.Module = transposed_conv(in_channels, out_channels, factor=2)
         else:
             self.upsample = nn.Sequential(
                 nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
@@ -119,6 +119,7 @@ def _init_he_normal(module: nn.Module) -> None:
 @MODELS.register(
     "unet",
     paper="Ronneberger et al. 2015, U-Net: Convolutional Networks for Biomedical Image Segmentation",
+    arxiv="1505.04597",
     # The paper reports no parameter count; the often quoted 31.03M is computed, see tests/models/test_unet.py.
     params=None,
     description="Encoder-decoder with skip concatenation; configurable depth, width, batch norm, upsampling.",
@@ -306,6 +307,7 @@ def mirror_pad(x: Tensor, top: int, bottom: int, left: int, right: int) -> Tenso
 @MODELS.register(
     "unet_original",
     paper="Ronneberger et al. 2015, U-Net: Convolutional Networks for Biomedical Image Segmentation",
+    arxiv="1505.04597",
     # The paper reports no count; 31.03M is the count of its Fig. 1 network (1 grey channel,
     # 2 classes): 31_030_658, derived by hand in tests/models/test_unet_original.py.
     params=31_030_000,

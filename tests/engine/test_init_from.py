@@ -43,15 +43,15 @@ def test_crf_rnn_stage_keeps_the_network_and_adds_the_crf(source_run, tmp_path, 
 
 
 def test_fcn32s_to_fcn16s_reports_new_and_reshaped_tensors():
-    # The paper's staged training: FCN-16s starts from FCN-32s; score_pool4 is new, and the final
-    # fixed upsampling kernel differs in size (x32 -> x16).
+    # The paper's staged training: FCN-16s starts from FCN-32s; score_pool4 is new (the final fixed
+    # upsampling kernels are recomputed by each model, not stored).
     small = {"width_divisor": 32, "zero_init_scores": False}
     fcn32, fcn16 = create_model("fcn32s", num_classes=3, **small), create_model("fcn16s", num_classes=3, **small)
     result = load_matching_state(fcn16, fcn32.state_dict(), source="fcn32s")
     assert result["new"] == ["score_pool.pool4.bias", "score_pool.pool4.weight", "upscore_pool.pool4.weight"]
-    assert result["skipped"] == ["upscore.weight: checkpoint (3, 3, 64, 64) vs model (3, 3, 32, 32)"]
+    assert result["skipped"] == []
     assert torch.equal(fcn16.score_fr.weight, fcn32.score_fr.weight)
-    assert len(result["loaded"]) == len(fcn32.state_dict()) - 1
+    assert len(result["loaded"]) == len(fcn32.state_dict())
 
 
 def test_weights_go_back_from_the_wrapper_to_the_network():

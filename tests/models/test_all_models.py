@@ -115,8 +115,19 @@ def test_parameter_count_matches_paper(name: str) -> None:
     info = model_info(name)
     if info["params"] is None:
         pytest.skip(f"{name}: the paper reports no parameter count")
-    kwargs = {"num_classes": 21, **info.get("paper_kwargs", {})}
-    assert parameter_count(name, **kwargs) == pytest.approx(info["params"], rel=0.02)
+    kwargs = {"num_classes": 21, **info["paper_kwargs"]}
+    assert parameter_count(name, **kwargs) == pytest.approx(info["params"], rel=info["params_tolerance"])
+
+
+@all_models
+def test_auxiliary_outputs_have_their_loss_weights(name: str) -> None:
+    model = build(name).train()
+    _, aux = split_outputs(model(images(*ODD_SIZE)))
+    assert len(aux) == len(model.aux_weights)  # the trainer weights each auxiliary loss by these
+    metadata_weight = model_info(name)["aux_weight"]
+    if metadata_weight is not None:
+        expected = (metadata_weight,) if isinstance(metadata_weight, (int, float)) else tuple(metadata_weight)
+        assert model.aux_weights == expected
 
 
 @all_models
@@ -175,7 +186,8 @@ def test_model_table_lists_every_model() -> None:
     for name in list_models():
         assert any(row.startswith(f"| `{name}` |") for row in rows)
     # U-Net in the paper's setting (1 input channel, 2 classes): 31,030,658, the paper's 31.03M
-    assert "| `unet_original` | 31,030,658 | 31.03M | num_classes=2, in_channels=1 |" in table
+    assert "| `unet_original` | 31,030,658 | 31.03M | num_classes=2, in_channels=1 | — |" in table
+    assert "62.2 (PASCAL VOC 2012 test" in table and "[arXiv:1411.4038](https://arxiv.org/abs/1411.4038)" in table
 
 
 class DummyWithAux(SegmentationModel):

@@ -10,16 +10,10 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
+from pixelwise.layers import BilinearTransposedConv2d, bilinear_kernel
 from pixelwise.models import count_parameters, create_model, parameter_count
 from pixelwise.models import fcn
-from pixelwise.models.fcn import (
-    FCN,
-    BilinearUpsampling,
-    FCN8s,
-    bilinear_kernel,
-    convolutionalise,
-    count_parameters_without_upsampling,
-)
+from pixelwise.models.fcn import FCN, count_parameters_without_upsampling
 from pixelwise.weights import CheckpointError
 
 VARIANTS = ("fcn32s", "fcn16s", "fcn8s")
@@ -50,11 +44,13 @@ def meta_model(name: str, **kwargs: object) -> nn.Module:
 @variants
 def test_parameter_counts_by_hand(name: str) -> None:
     model = meta_model(name)
-    upsampling_kernels = sum(
-        module.weight.numel() for module in model.modules() if isinstance(module, BilinearUpsampling)
-    )
+    learned = [m for m in model.modules() if isinstance(m, BilinearTransposedConv2d) and m.learnable]
+    fixed_final = model.upscore
     assert count_parameters_without_upsampling(model) == WITHOUT_UPSAMPLING[name]
-    assert upsampling_kernels == LEARNED_X2[name] + FIXED_FINAL[name]
+    assert sum(module.weight.numel() for module in learned) == LEARNED_X2[name]
+    # The fixed final kernel is one k x k tent per class, applied as a grouped conv: 21 x 1 x k x k
+    # instead of FCN's 21 x 21 x k x k (which is diagonal, the off-diagonal entries all zero).
+    assert fixed_final.weight.numel() * 21 == FIXED_FINAL[name] and not fixed_final.learnable
     assert parameter_count(name) == WITHOUT_UPSAMPLING[name] + LEARNED_X2[name]  # fixed kernels: buffers
     assert FIXED_FINAL["fcn8s"] + LEARNED_X2["fcn8s"] == 21 * 21 * (16 + 16 + 256) == 127_008
     fixed = meta_model(name, learn_upsampling=False)
@@ -105,8 +101,8 @@ def linearised(name: str) -> nn.Module:
     to ``f`` evaluated at each output pixel's receptive-field centre, once per fused stream.
     """
     model = create_model(name, 2, width_divisor=64).eval()
-    for index in model.pool_indices:
-        model.features[index] = nn.AvgPool2d(2, ceil_mode=True)
+    for index in model.backbone.pool_positions:
+        model.backbone.features[index] = nn.AvgPool2d(2, ceil_mode=True)
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, nn.Conv2d):
@@ -144,7 +140,7 @@ def test_the_alignment_check_catches_crops_one_pixel_off(monkeypatch: pytest.Mon
 @pytest.mark.parametrize("factor", [2, 8, 16, 32])
 def test_bilinear_upsampling_equals_interpolate_in_the_interior(factor: int) -> None:
     x = torch.randn(2, 3, 5, 6, generator=torch.Generator().manual_seed(0))
-    upsampled = BilinearUpsampling(3, factor, learnable=False)(x)
+    upsampled = BilinearTransposedConv2d(3, factor, learnable=False, padding=0)(x)
     assert upsampled.shape == (2, 3, factor * 6, factor * 7)
     reference = F.interpolate(x, scale_factor=factor, mode="bilinear", align_corners=False)
     half = factor // 2  # interpolate clamps within half a coarse pixel of the border
@@ -156,7 +152,7 @@ def test_bilinear_upsampling_equals_interpolate_in_the_interior(factor: int) -> 
 def test_bilinear_kernel_matches_the_reference_upsample_filt() -> None:
     # upsample_filt(16) in 1-D: 1 - |i - 7.5| / 8
     expected = torch.tensor([1 - abs(i - 7.5) / 8 for i in range(16)])
-    torch.testing.assert_close(bilinear_kernel(16), expected[:, None] * expected[None, :])
+    torch.testing.assert_close(bilinear_kernel(1, 16)[0, 0], expected[:, None] * expected[None, :])
 
 
 @pytest.mark.parametrize("learn", [True, False])
@@ -168,7 +164,8 @@ def test_intermediate_upsampling_learnable_or_fixed_final_always_fixed(learn: bo
     for skip in ("pool4", "pool3"):
         key = f"upscore_pool.{skip}.weight"
         assert (key in parameters) is learn and (key in buffers) is not learn
-    assert "upscore.weight" in model.state_dict()  # fixed kernels still travel with checkpoints
+    # Fixed kernels are recomputed, not saved: checkpoints are 21 * 21 * 16 * 16 floats smaller.
+    assert "upscore.weight" not in model.state_dict()
 
 
 def test_score_layers_are_zero_initialised_as_in_the_paper() -> None:
@@ -185,23 +182,26 @@ def test_score_layers_are_zero_initialised_as_in_the_paper() -> None:
 
 def test_structure_follows_the_reference_net() -> None:
     model = meta_model("fcn8s")
-    assert model.features[0].padding == (100, 100)
-    assert model.pool_indices == (4, 9, 16, 23, 30)  # torchvision's vgg16 feature indices
-    assert all(model.features[i].ceil_mode for i in model.pool_indices)
-    assert (model.fc6.kernel_size, model.fc6.out_channels, model.fc7.kernel_size) == ((7, 7), 4096, (1, 1))
-    assert model.dropout.p == 0.5
+    features = model.backbone.features
+    assert features[0].padding == (100, 100)
+    assert model.backbone.pool_positions == [4, 9, 16, 23, 30]  # torchvision's vgg16 feature indices
+    assert all(features[i].ceil_mode and features[i].kernel_size == 2 for i in model.backbone.pool_positions)
+    fc6, fc7 = model.backbone.fc6, model.backbone.fc7
+    assert (fc6.kernel_size, fc6.padding, fc6.out_channels, fc7.kernel_size) == ((7, 7), (0, 0), 4096, (1, 1))
+    assert model.backbone.fc_dropout == 0.5
     assert [skip.name for skip in model.skips] == ["pool4", "pool3"]
     assert [skip.name for skip in meta_model("fcn16s").skips] == ["pool4"]
     assert meta_model("fcn32s").skips == ()
-    one_channel = meta_model("fcn32s", in_channels=1)
-    assert (one_channel.features[0].in_channels, one_channel.features[0].padding) == (1, (100, 100))
+    one_channel = meta_model("fcn32s", in_channels=1).backbone.features[0]
+    assert (one_channel.in_channels, one_channel.padding) == (1, (100, 100))
 
 
 def test_narrow_models_divide_every_width() -> None:
     model = create_model("fcn8s", 2, width_divisor=16)
-    convs = [layer.out_channels for layer in model.features if isinstance(layer, nn.Conv2d)]
+    convs = [layer.out_channels for layer in model.backbone.features if isinstance(layer, nn.Conv2d)]
     assert convs == [4, 4, 8, 8, 16, 16, 16, 32, 32, 32, 32, 32, 32]
-    assert (model.fc6.in_channels, model.fc6.out_channels, model.fc7.out_channels) == (32, 256, 256)
+    fc6, fc7 = model.backbone.fc6, model.backbone.fc7
+    assert (fc6.in_channels, fc6.out_channels, fc7.out_channels) == (32, 256, 256)
     assert (model.score_pool["pool4"].in_channels, model.score_pool["pool3"].in_channels) == (32, 16)
 
 
@@ -213,18 +213,8 @@ def test_bad_width_divisor_is_named(width_divisor: object) -> None:
 
 
 def test_fcn_needs_a_variant() -> None:
-    with pytest.raises(TypeError, match="build FCN32s, FCN16s or FCN8s"):
-        FCN(num_classes=2)
-
-
-def test_convolutionalise_reads_torchvision_flatten_order() -> None:
-    linear = nn.Linear(4 * 3 * 3, 5)
-    x = torch.randn(2, 4, 3, 3)
-    conv = convolutionalise(linear, 3)
-    torch.testing.assert_close(conv(x).flatten(1), linear(x.flatten(1)))
-    assert conv.weight.data_ptr() == linear.weight.data_ptr()  # a view, not a copy
-    with pytest.raises(ValueError, match="37 inputs cannot read C x 3 x 3"):
-        convolutionalise(nn.Linear(37, 5), 3)
+    with pytest.raises(ValueError, match=r"output_stride must be 32, 16 or 8 \(FCN-32s/16s/8s\), got 4"):
+        FCN(num_classes=2, output_stride=4)
 
 
 # ------------------------------------------------ VGG-16 weights (each file ~0.5 GB; one of each)
@@ -241,20 +231,20 @@ def vgg16_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str
 
 def test_backbone_weights_load_and_convolutionalise(vgg16_file: tuple[Path, dict[str, torch.Tensor]]) -> None:
     path, state = vgg16_file
-    model = FCN8s(num_classes=21, backbone_weights=path)
-    for key, value in model.features.state_dict().items():
+    model = FCN(output_stride=8, num_classes=21, backbone_weights=path)
+    for key, value in model.backbone.features.state_dict().items():
         assert torch.equal(value, state[f"features.{key}"]), key
-    assert model.features[0].padding == (100, 100)
+    assert model.backbone.features[0].padding == (100, 100)
     x = torch.randn(2, 512, 7, 7, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         from_linear = F.linear(x.flatten(1), state["classifier.0.weight"], state["classifier.0.bias"])
         # the same 25_088 products summed in another order: float32 rounding only
-        torch.testing.assert_close(model.fc6(x).flatten(1), from_linear, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(model.backbone.fc6(x).flatten(1), from_linear, rtol=1e-4, atol=1e-4)
         hidden = torch.randn(2, 4096, 1, 1, generator=torch.Generator().manual_seed(1))
         from_linear = F.linear(hidden.flatten(1), state["classifier.3.weight"], state["classifier.3.bias"])
-        torch.testing.assert_close(model.fc7(hidden).flatten(1), from_linear, rtol=1e-4, atol=1e-4)
-    with pytest.raises(ValueError, match="width_divisor=1 and in_channels=3; got width_divisor=16"):
-        FCN8s(num_classes=21, backbone_weights=path, width_divisor=16)
+        torch.testing.assert_close(model.backbone.fc7(hidden).flatten(1), from_linear, rtol=1e-4, atol=1e-4)
+    with pytest.raises(CheckpointError, match="width_divisor=16 narrows the network: ImageNet weights need width_divisor=1"):
+        FCN(output_stride=8, num_classes=21, backbone_weights=path, width_divisor=16)
 
 
 def test_mismatched_backbone_file_lists_the_mismatch(tmp_path: Path) -> None:

@@ -12,7 +12,10 @@ import torchvision
 from torch import Tensor, nn
 
 from pixelwise.models import count_parameters, create_model, parameter_count
-from pixelwise.models.segnet import SegNet, encoder_stages, vgg_features
+from pixelwise.backbones import create_backbone
+from pixelwise.backbones.vgg import encoder_stages
+from pixelwise.layers import MaxPoolWithIndices
+from pixelwise.models.segnet import SegNet
 from pixelwise.weights import CheckpointError
 
 
@@ -56,7 +59,7 @@ def test_parameter_count_of_the_paper_configuration() -> None:
     # Classifier (conv1_1_D), 3x3 64 -> C: 577 * C.
     # CamVid's 11 classes: 14_723_136 + 14_719_872 + 6_347 = 29_449_355, the paper's "29.4M".
     model = meta_segnet()
-    assert count_parameters(model.features) == 14_723_136
+    assert count_parameters(model.backbone) == 14_723_136
     assert count_parameters(model.decoder) == 14_719_872
     assert count_parameters(model.classifier) == 577 * 11
     assert count_parameters(model) == parameter_count("segnet", num_classes=11) == 29_449_355
@@ -86,21 +89,24 @@ def test_encoder_is_torchvision_vgg16_bn_features() -> None:
     model = meta_segnet()
     with torch.device("meta"):
         reference = torchvision.models.vgg16_bn(weights=None).features.state_dict()
-    ours = model.features.state_dict()
+    ours = model.backbone.features.state_dict()
     assert list(ours) == list(reference)
     assert all(ours[key].shape == reference[key].shape for key in reference)
-    assert sum(isinstance(layer, nn.Conv2d) for layer in model.features) == 13
-    pools = [layer for layer in model.features if isinstance(layer, nn.MaxPool2d)]
-    assert len(pools) == 5 and all(pool.return_indices for pool in pools)
+    assert sum(isinstance(layer, nn.Conv2d) for layer in model.backbone.features) == 13
+    pools = [layer for layer in model.backbone.features if isinstance(layer, MaxPoolWithIndices)]
+    assert len(pools) == 5 and all((pool.kernel_size, pool.stride) == (2, 2) for pool in pools)
 
 
 def test_backbone_weights_load_a_torchvision_vgg16_bn_file(tmp_path: Path) -> None:
     state = save_torchvision_vgg("vgg16_bn", tmp_path / "vgg16_bn.pth")
     model = SegNet(num_classes=11, backbone_weights=tmp_path / "vgg16_bn.pth")
-    loaded = model.features.state_dict()
+    loaded = model.backbone.features.state_dict()
     for key, value in state.items():
         if key.startswith("features."):
             assert torch.equal(loaded[key.removeprefix("features.")], value), key
+    # A one-channel SegNet keeps the weights: its first conv is the sum of the RGB kernels.
+    grey = SegNet(num_classes=11, in_channels=1, backbone_weights=tmp_path / "vgg16_bn.pth")
+    torch.testing.assert_close(grey.backbone.features[0].weight, state["features.0.weight"].sum(1, keepdim=True))
 
 
 def test_wrong_backbone_weights_list_the_mismatch(tmp_path: Path) -> None:
@@ -108,18 +114,16 @@ def test_wrong_backbone_weights_list_the_mismatch(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match=r"vgg11.pth does not fit this model; missing keys: features.1.bias"
                                               r".*unexpected keys: .*shape mismatches: "):
         SegNet(num_classes=11, backbone_weights=tmp_path / "vgg11.pth")
-    with pytest.raises(ValueError, match="need in_channels=3 and width_divisor=1, got in_channels=3, width_divisor=8"):
+    with pytest.raises(CheckpointError, match="width_divisor=8 narrows the network: ImageNet weights need width_divisor=1"):
         SegNet(num_classes=11, width_divisor=8, backbone_weights=tmp_path / "vgg11.pth")
-    with pytest.raises(ValueError, match="got in_channels=1, width_divisor=1"):
-        SegNet(num_classes=11, in_channels=1, backbone_weights=tmp_path / "vgg11.pth")
 
 
 def record_pooling_and_unpooling(model: SegNet) -> tuple[list[tuple[Tensor, Tensor]], list[tuple[Tensor, Tensor]]]:
     """Hooks collecting (pooling input, pooling indices) and (unpooling indices, unpooling output) per call."""
     pools, unpools = [], []
-    for layer in model.features:
-        if isinstance(layer, nn.MaxPool2d):
-            layer.register_forward_hook(lambda m, inputs, out: pools.append((inputs[0].clone(), out[1])))
+    for layer in model.backbone.features:
+        if isinstance(layer, MaxPoolWithIndices):
+            layer.register_forward_hook(lambda m, inputs, out: pools.append((inputs[0].clone(), out.indices)))
     model.unpool.register_forward_hook(lambda m, inputs, out: unpools.append((inputs[1], out.clone())))
     return pools, unpools
 
@@ -157,11 +161,11 @@ def test_any_input_size_gives_logits_at_that_size(size: tuple[int, int]) -> None
 
 
 def test_width_divisor_scales_every_width() -> None:
-    stages = encoder_stages(vgg_features("vgg16_bn", width_divisor=8))
+    stages = encoder_stages(create_backbone("vgg16_bn", width_divisor=8).features)
     assert stages == [[(3, 8), (8, 8)], [(8, 16), (16, 16)], [(16, 32), (32, 32), (32, 32)],
                       [(32, 64), (64, 64), (64, 64)], [(64, 64), (64, 64), (64, 64)]]
     model = meta_segnet(width_divisor=8, in_channels=1)
-    assert model.features[0].in_channels == 1 and model.classifier.in_channels == 8
+    assert model.backbone.features[0].in_channels == 1 and model.classifier.in_channels == 8
     for bad in (3, 0, 128, 2.0):
         with pytest.raises(ValueError, match=f"width_divisor must be an int dividing 64.*got {bad!r}"):
             SegNet(num_classes=2, width_divisor=bad)

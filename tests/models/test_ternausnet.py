@@ -36,7 +36,7 @@ def test_parameter_count_of_the_paper_configuration() -> None:
     # Head 1x1 32 -> C: 33 * C.  One class: 9_220_480 + 13_706_880 + 33 = 22_927_393 ("22.93M"),
     # equal to the authors' UNet11 (ternausnet 0.0.1 on PyPI, counted once by hand outside the tests).
     model = meta_ternausnet()
-    assert count_parameters(model.features) == 9_220_480
+    assert count_parameters(model.backbone) == 9_220_480
     assert count_parameters(model.center) + count_parameters(model.decoder) == 13_706_880
     assert count_parameters(model) == parameter_count("ternausnet11", num_classes=1) == 22_927_393
     assert parameter_count("ternausnet11", num_classes=21) == 22_927_393 + 20 * 33
@@ -82,7 +82,7 @@ def test_each_level_concatenates_the_encoder_activation_entering_the_matching_po
     model = TernausNet11(num_classes=2, width_divisor=8).eval()
     pool_inputs: list[Tensor] = []
     level_inputs: list[Tensor] = []
-    for layer in model.features:
+    for layer in model.backbone.features:
         if isinstance(layer, nn.MaxPool2d):
             layer.register_forward_hook(lambda m, inputs, out: pool_inputs.append(inputs[0].clone()))
     for level in model.decoder:
@@ -98,7 +98,7 @@ def test_encoder_is_torchvision_vgg11_features() -> None:
     model = meta_ternausnet()
     with torch.device("meta"):
         reference = torchvision.models.vgg11(weights=None).features.state_dict()
-    ours = model.features.state_dict()
+    ours = model.backbone.features.state_dict()
     assert list(ours) == list(reference)
     assert all(ours[key].shape == reference[key].shape for key in reference)
 
@@ -106,7 +106,7 @@ def test_encoder_is_torchvision_vgg11_features() -> None:
 def test_backbone_weights_load_a_torchvision_vgg11_file(tmp_path: Path) -> None:
     state = save_torchvision_vgg("vgg11", tmp_path / "vgg11.pth")
     model = TernausNet11(backbone_weights=tmp_path / "vgg11.pth")
-    loaded = model.features.state_dict()
+    loaded = model.backbone.features.state_dict()
     for key, value in state.items():
         if key.startswith("features."):
             assert torch.equal(loaded[key.removeprefix("features.")], value), key
@@ -132,4 +132,4 @@ def test_bad_widths_are_rejected() -> None:
     with pytest.raises(ValueError, match="ternausnet11: width_divisor must be an int dividing 64.*got 5"):
         TernausNet11(width_divisor=5)
     model = meta_ternausnet(num_filters=16, in_channels=4)
-    assert model.features[0].in_channels == 4 and model.final.in_channels == 16
+    assert model.backbone.features[0].in_channels == 4 and model.final.in_channels == 16

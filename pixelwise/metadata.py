@@ -1,0 +1,143 @@
+"""The metadata schemas of registered models and backbones, validated when they are registered.
+
+A paper's numbers are typed once, here in a registration, and every table, docstring and test
+reads them from the registry (torchvision's ``Weights.meta``, timm's ``PretrainedCfg``).
+Unknown keys are refused at registration, so a typo never silently drops a number.
+
+>>> ModelMetadata(paper="Doe 2020", description="x", quality=({"miou": 70.1, "dataset": "VOC 2012",
+...               "split": "val", "input_size": "513x513"},)).quality[0]["miou"]
+70.1
+>>> ModelMetadata(paper="Doe 2020", description="x", arxiv="12345")
+Traceback (most recent call last):
+...
+ValueError: arxiv id must look like 1606.00915, got '12345'
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+QUALITY_KEYS = {"miou": (int, float), "dataset": str, "split": str, "input_size": str}
+QUALITY_OPTIONAL = {"note": str}
+TASKS = ("semantic", "instance", "panoptic")
+_COMMON_ARGUMENTS = {"num_classes", "in_channels"}
+
+
+def _builder_parameters(builder: Callable[..., Any]) -> set[str] | None:
+    """The keyword names ``builder`` takes, or None when it takes ``**kwargs``."""
+    parameters = inspect.signature(builder).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return None
+    return set(parameters)
+
+
+def _check_keys_are_arguments(owner: str, what: str, keys: Mapping[str, Any], builder: Callable[..., Any]) -> None:
+    accepted = _builder_parameters(builder)
+    if accepted is None:
+        return
+    unknown = sorted(set(keys) - accepted - _COMMON_ARGUMENTS)
+    if unknown:
+        raise ValueError(f"{owner}: {what} {', '.join(unknown)} are not arguments of its builder")
+
+
+def _check_quality(owner: str, entries: Sequence[Mapping[str, Any]]) -> None:
+    for entry in entries:
+        missing = sorted(set(QUALITY_KEYS) - set(entry))
+        unknown = sorted(set(entry) - set(QUALITY_KEYS) - set(QUALITY_OPTIONAL))
+        if missing or unknown:
+            raise ValueError(f"{owner}: a quality entry needs {', '.join(QUALITY_KEYS)} (and may have note); "
+                             f"missing {missing}, unknown {unknown}")
+        for key, kind in {**QUALITY_KEYS, **QUALITY_OPTIONAL}.items():
+            if key in entry and (not isinstance(entry[key], kind) or isinstance(entry[key], bool)):
+                raise ValueError(f"{owner}: quality {key} must be {kind}, got {entry[key]!r}")
+        if not 0 <= entry["miou"] <= 100:
+            raise ValueError(f"{owner}: quality miou is a percentage 0..100, got {entry['miou']!r}")
+
+
+def _check_arxiv(arxiv: str | None) -> None:
+    if arxiv is not None and not re.fullmatch(r"\d{4}\.\d{4,5}", arxiv):
+        raise ValueError(f"arxiv id must look like 1606.00915, got {arxiv!r}")
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    """What a model's registration records.
+
+    - ``paper``: the citation ("Chen et al. 2017, DeepLab: ..."); ``arxiv``: its arXiv id.
+    - ``description``: one line.
+    - ``params``: the parameter count the paper (or reference code) reports, or None; checked within
+      ``params_tolerance`` (relative) in ``paper_kwargs``, the setting it refers to (its class count,
+      input channels and any builder argument; 21 classes when not given). ``params_note`` says
+      why no count is checked, or how the count is to be read.
+    - ``quality``: reported results, each ``{"miou": %, "dataset", "split", "input_size", "note"?}``.
+    - ``aux_weight``: the weight of each auxiliary loss in the paper's training (a number, or one per
+      auxiliary output); ``create_model`` gives it to builders that take ``aux_weight``.
+    - ``test_kwargs``: arguments that make the model small for the registry-wide tests.
+    - ``task``: semantic, instance or panoptic.
+    """
+
+    paper: str
+    description: str
+    arxiv: str | None = None
+    params: int | None = None
+    paper_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    params_tolerance: float = 0.02
+    params_note: str = ""
+    quality: Sequence[Mapping[str, Any]] = ()
+    aux_weight: float | Sequence[float] | None = None
+    test_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    task: str = "semantic"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.paper, str) or not self.paper or not isinstance(self.description, str) \
+                or not self.description:
+            raise ValueError("paper and description must be non-empty strings")
+        _check_arxiv(self.arxiv)
+        if self.params is not None and (isinstance(self.params, bool) or not isinstance(self.params, int)
+                                        or self.params < 1):
+            raise ValueError(f"params must be a positive int or None, got {self.params!r}")
+        if not 0 < self.params_tolerance < 0.5:
+            raise ValueError(f"params_tolerance is a relative tolerance in (0, 0.5), got {self.params_tolerance!r}")
+        weights = (self.aux_weight,) if isinstance(self.aux_weight, (int, float)) else self.aux_weight or ()
+        if any(isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0 for w in weights):
+            raise ValueError(f"aux_weight must be a number >= 0 or a sequence of them, got {self.aux_weight!r}")
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
+
+    def check(self, name: str, builder: Callable[..., Any]) -> None:
+        """Values that must agree with the builder: test and paper arguments it takes, quality entries."""
+        owner = f"model {name!r}"
+        _check_keys_are_arguments(owner, "test_kwargs", self.test_kwargs, builder)
+        _check_keys_are_arguments(owner, "paper_kwargs", self.paper_kwargs, builder)
+        _check_quality(owner, self.quality)
+        if self.aux_weight is not None and (accepted := _builder_parameters(builder)) is not None \
+                and "aux_weight" not in accepted:
+            raise ValueError(f"{owner}: aux_weight is given but its builder takes no aux_weight argument")
+
+
+@dataclass(frozen=True)
+class BackboneMetadata:
+    """What a backbone's registration records: the paper, a line, the torchvision network whose
+    ImageNet state dict loads as ``weights``, the output strides it can be built at, and small test
+    arguments."""
+
+    paper: str
+    description: str
+    arxiv: str | None = None
+    torchvision: str | None = None
+    output_strides: Sequence[int] = (32,)
+    test_kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.paper or not self.description:
+            raise ValueError("paper and description must be non-empty strings")
+        _check_arxiv(self.arxiv)
+        if not self.output_strides or any(s not in (4, 8, 16, 32, 64, 128) for s in self.output_strides):
+            raise ValueError(f"output_strides must list powers of 2 from 4 to 128, got {self.output_strides!r}")
+
+    def check(self, name: str, builder: Callable[..., Any]) -> None:
+        _check_keys_are_arguments(f"backbone {name!r}", "test_kwargs", self.test_kwargs, builder)
