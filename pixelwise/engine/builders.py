@@ -271,9 +271,13 @@ def load_init_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
     other libraries save them)."""
     from pixelwise.engine.checkpoint import FORMAT
 
+    from pixelwise.models.interop import is_torchvision_state_dict, torchvision_to_pixelwise_keys
+
     state = read_torch_file(path, "init_from file")
     if isinstance(state, dict) and state.get("format") == FORMAT:
         return state["model"], f"a {state.get('model_name')} checkpoint"
+    if isinstance(state, dict) and is_torchvision_state_dict(state):
+        return torchvision_to_pixelwise_keys(state), "a torchvision segmentation model's state dict"
     for candidate in (state, *(state.get(key) for key in ("state_dict", "model") if isinstance(state, dict))):
         if isinstance(candidate, dict) and candidate and all(isinstance(v, torch.Tensor) for v in candidate.values()):
             return candidate, "a state dict"
@@ -307,11 +311,33 @@ def build_model(meta: dict[str, Any], model_kwargs: dict[str, Any]) -> nn.Module
 
 
 def load_model(checkpoint_path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
-    """Rebuild the model a checkpoint describes, load its weights, return ``(model, checkpoint)``."""
-    checkpoint = load_checkpoint(checkpoint_path)
+    """Rebuild the model a checkpoint describes, load its weights, return ``(model, checkpoint)``.
+
+    A torchvision segmentation model's state-dict file (``fcn_resnet50``, ``deeplabv3_*``,
+    ``lraspp_*``; :mod:`pixelwise.models.interop`) loads too: its architecture is recognised from
+    its keys; with 21 classes it is given VOC's class names, as torchvision's weights use them.
+    """
+    from pixelwise.engine.checkpoint import FORMAT, check_format
+    from pixelwise.models.interop import is_torchvision_state_dict, model_from_torchvision_state_dict
+
+    state = read_torch_file(checkpoint_path, "checkpoint")
+    if isinstance(state, dict) and state.get("format") != FORMAT and is_torchvision_state_dict(state):
+        model, meta = model_from_torchvision_state_dict(state, source=str(checkpoint_path))
+        return model.to(device).eval(), torchvision_checkpoint_meta(meta)
+    checkpoint = check_format(state, checkpoint_path)
     model = build_model(checkpoint, checkpoint["model_kwargs"])
     load_model_state(model, checkpoint["model"], source=str(checkpoint_path))
     return model.to(device).eval(), checkpoint
+
+
+def torchvision_checkpoint_meta(meta: dict[str, Any]) -> dict[str, Any]:
+    """What ``load_model`` returns beside a converted torchvision model, in a checkpoint's keys."""
+    from pixelwise.data.datasets.voc import VOC_CLASSES
+
+    classes = list(VOC_CLASSES) if meta["num_classes"] == len(VOC_CLASSES) else \
+        [f"class {index}" for index in range(meta["num_classes"])]
+    return {**meta, "in_channels": 3, "classes": classes, "palette": None, "ignore_index": 255, "crf_rnn": None,
+            "dataset": "voc" if meta["num_classes"] == len(VOC_CLASSES) else None, "config": {}}
 
 
 def _batches_per_epoch(size: int, batch_size: int, world_size: int) -> int:

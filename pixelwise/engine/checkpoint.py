@@ -45,8 +45,11 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint safely (no code execution) and check its format tag."""
-    path = Path(path)
-    state = read_torch_file(path, "checkpoint", map_location)
+    return check_format(read_torch_file(path, "checkpoint", map_location), path)
+
+
+def check_format(state: Any, path: str | Path) -> dict[str, Any]:
+    """``state`` (a file's contents), if it is a pixelwise checkpoint; else an error naming ``path``."""
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a pixelwise checkpoint (expected format {FORMAT!r})")
     return state

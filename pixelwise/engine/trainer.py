@@ -152,7 +152,7 @@ class Trainer:
         images = batch["image"].to(self.device, non_blocking=True)
         targets = batch["mask"].to(self.device, non_blocking=True)
         with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.amp):
-            logits, aux = split_outputs(self.model(images))
+            logits, aux = split_outputs(self._forward(images))
             loss = self.loss_fn(logits.float(), targets)
             for weight, aux_logits in zip(self._aux_weights(len(aux)), aux, strict=True):
                 loss = loss + weight * self.loss_fn(aux_logits.float(), targets)
@@ -168,6 +168,17 @@ class Trainer:
         self.scaler.update()
         self.scheduler.step()
         return value
+
+    def _forward(self, images: torch.Tensor) -> Any:
+        try:
+            return self.model(images)
+        except ValueError as error:
+            if "Expected more than 1 value per channel" not in str(error):
+                raise
+            raise TrainingError(
+                f"{type(self.bare_model).__name__} normalises globally pooled features (image or pyramid pooling) "
+                f"with batch norm, which needs at least 2 images per step; got a batch of {images.shape[0]}: "
+                "raise --batch-size (per process under torchrun)") from None
 
     def _aux_weights(self, count: int) -> tuple[float, ...]:
         """The model's weight for each of its ``count`` auxiliary outputs (``aux_weights``, a property of the model)."""

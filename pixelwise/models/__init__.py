@@ -43,6 +43,8 @@ __all__ = [
     "model_table_markdown",
     "parameter_count",
     "split_outputs",
+    "from_torchvision",
+    "to_torchvision",
 ]
 
 _COMMON_ARGUMENTS = ("num_classes", "in_channels")
@@ -51,11 +53,13 @@ _COMMON_ARGUMENTS = ("num_classes", "in_channels")
 def _import_model_files() -> None:
     """Import every module in this package: each file registers its builders when imported."""
     for module in pkgutil.iter_modules(__path__):
-        if module.name != "base":
+        if module.name not in ("base", "interop"):
             importlib.import_module(f"{__name__}.{module.name}")
 
 
 _import_model_files()
+
+from pixelwise.models.interop import from_torchvision, to_torchvision  # noqa: E402  (after the registrations)
 
 
 def list_models(pattern: str = "*") -> list[str]:
@@ -83,7 +87,9 @@ def create_model(name: str, num_classes: int, in_channels: int = 3, **kwargs: An
     aux_weight = MODELS.metadata(name)["aux_weight"]
     if aux_weight is not None and "aux_weight" in _builder_parameters(builder):
         kwargs.setdefault("aux_weight", aux_weight)  # the paper's weight, typed once in the metadata
-    return builder(num_classes=num_classes, in_channels=in_channels, **kwargs)
+    model = builder(num_classes=num_classes, in_channels=in_channels, **kwargs)
+    model.registered_as = name  # what to_torchvision and the bench tables call it
+    return model
 
 
 def _builder_parameters(builder: Callable[..., Any]) -> dict[str, inspect.Parameter]:

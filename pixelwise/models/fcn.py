@@ -285,3 +285,29 @@ class FCN8sTiny(SegmentationModel):
         pool5 = self.stages[4](pool4)
         scores = self.upscore2(self.score_fr(self.fc(pool5))) + self.score_pool4(pool4)
         return self.upscore_pool4(scores) + self.score_pool3(pool3)
+
+
+def fcn_resnet(*, num_classes: int, in_channels: int = 3, backbone: str = "resnet50", aux: bool = True,
+               aux_weight: float = 0.5, backbone_weights: str | Path | None = None, frozen_stages: int = 0,
+               width_divisor: int = 1) -> SegmentationModel:
+    """torchvision's FCN on a dilated ResNet (output stride 8): its ``FCNHead`` on layer4 and, with ``aux``,
+    on layer3 (loss weight 0.5 as torchvision's reference recipe). Exactly torchvision's layers and
+    names (:mod:`pixelwise.models.interop`)."""
+    from pixelwise.models.encoder_decoder import EncoderDecoder, build_backbone
+    from pixelwise.models.heads import fcn_head
+
+    net = build_backbone(backbone, in_channels=in_channels, backbone_weights=backbone_weights,
+                         frozen_stages=frozen_stages, width_divisor=width_divisor, output_stride=8)
+    return EncoderDecoder(net, fcn_head(net.out_channels[-1], num_classes),
+                          fcn_head(net.out_channels[3], num_classes, feature=3) if aux else None,
+                          num_classes=num_classes, aux_weight=aux_weight if aux else None)
+
+
+for _depth, _params, _miou in (("50", 35_322_218, 60.5), ("101", 54_314_346, 63.7)):
+    MODELS.register(
+        f"fcn_resnet{_depth}", paper=PAPER, arxiv="1411.4038", params=_params, params_tolerance=0.01, aux_weight=0.5,
+        quality=[{"miou": _miou, "dataset": "COCO val2017, VOC's 20 categories", "split": "val",
+                  "input_size": "520 (shorter side)", "note": "torchvision's weights"}],
+        description=f"torchvision's FCN: dilated ResNet-{_depth} (output stride 8), FCN head, FCN auxiliary head.",
+        test_kwargs={"width_divisor": 16},
+    )(partial(fcn_resnet, backbone=f"resnet{_depth}"))

@@ -125,9 +125,10 @@ def test_auxiliary_outputs_have_their_loss_weights(name: str) -> None:
     _, aux = split_outputs(model(images(*ODD_SIZE)))
     assert len(aux) == len(model.aux_weights)  # the trainer weights each auxiliary loss by these
     metadata_weight = model_info(name)["aux_weight"]
-    if metadata_weight is not None:
-        expected = (metadata_weight,) if isinstance(metadata_weight, (int, float)) else tuple(metadata_weight)
-        assert model.aux_weights == expected
+    if isinstance(metadata_weight, (int, float)):  # one weight, for each auxiliary output
+        assert model.aux_weights == (metadata_weight,) * len(aux)
+    elif metadata_weight is not None:
+        assert model.aux_weights == tuple(metadata_weight)
 
 
 @all_models
@@ -154,7 +155,7 @@ def test_unknown_keyword_names_the_model_and_its_arguments() -> None:
 
 def test_list_models_filters_by_pattern() -> None:
     assert list_models() == MODELS.names()
-    assert list_models("fcn*") == ["fcn16s", "fcn32s", "fcn8s", "fcn8s_tiny"]
+    assert list_models("fcn[0-9]*") == ["fcn16s", "fcn32s", "fcn8s", "fcn8s_tiny"]
     assert list_models("nothing*") == []
 
 

@@ -1,0 +1,41 @@
+"""The pyramid pooling module (Zhao et al. 2017, PSPNet, section 3.2), in the authors' PyTorch names.
+
+The feature map is average-pooled to ``bins x bins`` grids (1, 2, 3, 6), each pooled map reduced
+by a 1x1 conv -> BN -> ReLU to ``reduction`` maps and upsampled back (bilinear, corners aligned,
+as the authors' code), and the input is concatenated with them: ``in + len(bins) * reduction``
+maps. The branches are ``features.0 ... features.3`` as in the authors' ``PPM``, so their
+weights load key for key.
+
+>>> import torch
+>>> ppm = PyramidPooling(16, reduction=4).eval()
+>>> ppm(torch.zeros(1, 16, 9, 11)).shape, ppm.out_channels
+(torch.Size([1, 32, 9, 11]), 32)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class PyramidPooling(nn.Module):
+    """See the module docstring; ``bins`` are the grid sides, ``reduction`` the maps per branch."""
+
+    def __init__(self, in_channels: int, bins: Sequence[int] = (1, 2, 3, 6), reduction: int | None = None) -> None:
+        super().__init__()
+        if not bins or not all(isinstance(b, int) and b >= 1 for b in bins):
+            raise ValueError(f"pyramid pooling bins must be positive ints, got {bins!r}")
+        reduction = reduction or in_channels // len(bins)
+        self.features = nn.ModuleList(
+            nn.Sequential(nn.AdaptiveAvgPool2d(bin_size), nn.Conv2d(in_channels, reduction, 1, bias=False),
+                          nn.BatchNorm2d(reduction), nn.ReLU(inplace=True))
+            for bin_size in bins)
+        self.out_channels = in_channels + len(bins) * reduction
+
+    def forward(self, x: Tensor) -> Tensor:
+        size = x.shape[-2:]
+        pooled = [F.interpolate(branch(x), size=size, mode="bilinear", align_corners=True) for branch in self.features]
+        return torch.cat([x, *pooled], dim=1)
