@@ -130,6 +130,29 @@ def collect_row(model: str, runs_dir: Path) -> Row:
     )
 
 
+@dataclass(frozen=True)
+class EarlierRow:
+    """A row of an earlier table, kept as written for a model not trained in this invocation."""
+
+    model: str
+    line: str
+    wall_seconds: float | None = None
+
+
+def merged_with_earlier_rows(rows: list[Row], output: Path) -> list[Row | EarlierRow]:
+    """``rows``, plus the earlier table's rows (from ``output``) of models whose runs are not here:
+    the table keeps growing with the zoo instead of losing the models trained on other days."""
+    fresh = {row.model for row in rows if row.status != "not run"}
+    earlier = {}
+    if output.exists():
+        for line in output.read_text().splitlines():
+            if line.startswith("| `"):
+                earlier[line.split("`")[1]] = line
+    kept = [row for row in rows if row.model in fresh or row.model not in earlier]
+    kept += [EarlierRow(model, line) for model, line in earlier.items() if model not in fresh]
+    return sorted(kept, key=lambda row: row.model)
+
+
 def format_number(value: float | None, spec: str) -> str:
     return "—" if value is None else format(value, spec)
 
@@ -140,6 +163,9 @@ def table_markdown(rows: list[Row]) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for row in rows:
+        if isinstance(row, EarlierRow):
+            lines.append(row.line)
+            continue
         miou = format_number(row.miou, ".3f") if row.status == "ok" else row.status
         cells = [f"`{row.model}`", f"{row.parameters:,}", miou, format_number(row.epochs, "d"),
                  format_number(row.steps, "d"), format_number(row.seconds_per_epoch, ".0f"),
@@ -167,7 +193,11 @@ def machine_description() -> str:
 
 def document(rows: list[Row], command: str) -> str:
     walls = [row.wall_seconds for row in rows if row.wall_seconds is not None]
-    total = f" Total wall time of the {len(walls)} runs: {sum(walls) / 60:.1f} min." if walls else ""
+    total = f" Total wall time of the {len(walls)} runs of this invocation: {sum(walls) / 60:.1f} min." if walls else ""
+    earlier = [row.model for row in rows if isinstance(row, EarlierRow)]
+    if earlier:
+        total += (f" The rows of {', '.join(f'`{m}`' for m in earlier)} are kept from the earlier table "
+                  "(trained on an earlier day, same recipes).")
     return f"""# The model zoo on the synthetic scenes
 
 Every registered model trained from scratch on the built-in synthetic scenes (7 classes: 3 stuff,
@@ -212,6 +242,7 @@ def main(argv: list[str] | None = None) -> None:
         for model in models:
             run_model(model, runs_dir, args.nice, args.keep_checkpoints)
     rows = [collect_row(model, runs_dir) for model in models]
+    rows = merged_with_earlier_rows(rows, ROOT / args.output)
     arguments = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--table-only"]
     command = shlex.join(["python", "benchmarks/zoo_synthetic.py", *arguments])
     output = ROOT / args.output

@@ -8,7 +8,7 @@ from pixelwise.cli.demo import DEMO_RECIPE
 from pixelwise.engine import TrainConfig
 from pixelwise.losses import build_loss
 from pixelwise.models import parameter_count
-from pixelwise.registry import DATASETS
+from pixelwise.data import list_datasets
 
 CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
 
@@ -20,7 +20,7 @@ def test_there_are_recipes():
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_recipe_builds(path):
     config = TrainConfig.from_yaml(path)
-    assert config.dataset in DATASETS
+    assert config.dataset in list_datasets()
     assert parameter_count(config.model, 21, **config.model_kwargs) > 0
     build_loss(config.loss)
 

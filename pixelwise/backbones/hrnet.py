@@ -235,7 +235,7 @@ class HRNet(Backbone):
         for stage in (2, 3, 4):
             xs = apply_transition(getattr(self, f"transition{stage - 1}"), xs)
             xs = getattr(self, f"stage{stage}")(xs)
-        return xs
+        return [self.kept(index, x) for index, x in enumerate(xs)]
 
     def convert_weights(self, state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
         """A weights file as this backbone's state dict: batch norms whose statistics are there but whose

@@ -107,7 +107,7 @@ class MobileNetV3Large(Backbone):
         for index, layer in enumerate(self.features):
             x = layer(x)
             if index in self.taps:
-                features.append(x)
+                features.append(self.kept(len(features), x))
         return features
 
 

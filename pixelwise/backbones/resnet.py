@@ -156,11 +156,14 @@ class ResNet(Backbone):
 
     def forward(self, x: Tensor) -> list[Tensor]:
         self.check_input(x)
-        stem = self.stem(x)
-        c2 = self.layer1(self.maxpool(stem))
-        c3 = self.layer2(c2)
-        c4 = self.layer3(c3)
-        return [stem, c2, c3, c4, self.layer4(c4)]
+        x = self.stem(x)
+        features = [self.kept(0, x)]
+        x = self.layer1(self.maxpool(x))
+        features.append(self.kept(1, x))
+        for index, layer in enumerate((self.layer2, self.layer3, self.layer4), start=2):
+            x = layer(x)
+            features.append(self.kept(index, x))
+        return features
 
 
 def _init_like_torchvision(module: nn.Module) -> None:

@@ -342,7 +342,8 @@ class SpineNet(Backbone):
             features[index] = x
         for index, block in zip(self.block_indices, self.blocks, strict=True):
             features[index + NUM_STEM_BLOCKS] = block(features, sizes[block.level])
-        return [self.endpoints[str(level)](features[feature]) for level, feature in self.endpoint_features.items()]
+        return [self.kept(index, self.endpoints[str(level)](features[feature]))
+                for index, (level, feature) in enumerate(self.endpoint_features.items())]
 
 
 def _init_like_tensorflow(module: nn.Module) -> None:

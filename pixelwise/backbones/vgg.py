@@ -118,11 +118,11 @@ class VGG(Backbone):
         features = []
         for position, layer in enumerate(self.features):
             if position in self.pool_positions:
-                features.append(x)
+                features.append(self.kept(len(features), x))
             x = layer(x)
-        features.append(x)
+        features.append(self.kept(len(features), x))
         if hasattr(self, "fc6"):
-            features.append(self.forward_fc(x))
+            features.append(self.kept(len(features), self.forward_fc(x)))
         return features
 
     def forward_fc(self, x: Tensor) -> Tensor:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from pixelwise.cli.common import (
@@ -31,6 +32,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-progress", action="store_true")
     add_device(parser)
     add_crf(parser)
+    parser.add_argument("--no-crf", action="store_true",
+                        help="skip the CRF the checkpoint's recipe evaluates with (its eval_crf)")
     parser.set_defaults(run=run)
 
 
@@ -58,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
                            f"the folder training ran in; pass --data-root)") from error
     check_classes(dataset.classes, checkpoint, args.checkpoint)
     loader = DataLoader(dataset, batch_size=1)
-    hooks = crf_hooks(args)
+    hooks = crf_hooks(with_recipe_crf(args, trained))
     metrics = evaluate(model, loader, num_classes=checkpoint["num_classes"], ignore_index=dataset.ignore_index,
                        device=device, postprocess=hooks.evaluate if hooks else None, progress=not args.no_progress)
     print(format_table(metrics, list(dataset.classes)))
@@ -80,6 +83,17 @@ def write_figures(args: argparse.Namespace, model, checkpoint: dict, dataset, de
     dataset_figure(model, dataset, args.figures, palette=checkpoint_palette(checkpoint), class_names=checkpoint["classes"], device=device,
                    postprocess=postprocess).save(target)
     print(f"figures: {target}")
+
+
+def with_recipe_crf(args: argparse.Namespace, recipe: dict) -> argparse.Namespace:
+    """``args`` with ``--crf-config`` set to the recipe's ``eval_crf`` when no CRF flag was given and
+    ``--no-crf`` was not: a recipe scored after a CRF (DeepLab v1/v2) is evaluated the same way."""
+    given = args.crf is not None or args.crf_config or any(
+        getattr(args, name) is not None for name in vars(args) if name.startswith("crf_") and name != "crf_config")
+    if args.no_crf or given or not recipe.get("eval_crf"):
+        return args
+    print(f"evaluating with the recipe's CRF {recipe['eval_crf']} (--no-crf to skip)", file=sys.stderr)
+    return argparse.Namespace(**{**vars(args), "crf_config": recipe["eval_crf"]})
 
 
 def check_classes(classes, checkpoint: dict, path: str) -> None:

@@ -9,6 +9,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("models", help="list registered models with parameter counts")
     parser.add_argument("--num-classes", type=int, default=21, help="classes to count parameters for (default 21)")
     parser.add_argument("--markdown", action="store_true", help="print the README model table (paper settings)")
+    parser.add_argument("--backbones", action="store_true",
+                        help="list the registered backbones with their features (channels@reduction)")
     parser.set_defaults(run=run)
 
 
@@ -18,9 +20,27 @@ def run(args: argparse.Namespace) -> int:
     if args.markdown:
         print(model_table_markdown())
         return 0
+    if args.backbones:
+        print_backbones()
+        return 0
     names = list_models()
     width = max(map(len, names))
     print(f"{'model':<{width}}  {f'params ({args.num_classes} classes)':>22}  paper")
     for name in names:
         print(f"{name:<{width}}  {parameter_count(name, args.num_classes):>22,}  {model_info(name)['paper']}")
     return 0
+
+
+def print_backbones() -> None:
+    import torch
+
+    from pixelwise.backbones import backbone_info, create_backbone, list_backbones
+
+    names = list_backbones()
+    width = max(map(len, names))
+    print(f"{'backbone':<{width}}  {'output strides':<14}  features (channels@reduction)")
+    for name in names:
+        with torch.device("meta"):
+            features = create_backbone(name).feature_info
+        strides = ",".join(map(str, backbone_info(name)["output_strides"]))
+        print(f"{name:<{width}}  {strides:<14}  {' '.join(f'{f.channels}@{f.reduction}' for f in features)}")

@@ -71,15 +71,15 @@ def resolve_device(name: str) -> torch.device:
 
 
 def with_absolute_paths(config: TrainConfig) -> TrainConfig:
-    """``config`` with ``data_root``, ``init_from`` and the ``*_root`` dataset arguments made absolute,
-    so the recipe stored in each checkpoint still finds its data from any working directory."""
+    """``config`` with ``data_root``, ``init_from``, ``eval_crf`` and the ``*_root`` dataset arguments made
+    absolute, so the recipe stored in each checkpoint still finds its files from any working directory."""
     def absolute(path: Any) -> Any:
         return str(Path(path).expanduser().absolute()) if isinstance(path, (str, Path)) else path
 
     dataset_kwargs = {key: absolute(value) if key.endswith("_root") else value
                       for key, value in config.dataset_kwargs.items()}
     return config.replace(data_root=absolute(config.data_root), init_from=absolute(config.init_from),
-                          dataset_kwargs=dataset_kwargs)
+                          eval_crf=absolute(config.eval_crf), dataset_kwargs=dataset_kwargs)
 
 
 def build_datasets(config: TrainConfig) -> tuple[Dataset, Dataset]:

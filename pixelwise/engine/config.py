@@ -63,6 +63,10 @@ class TrainConfig:
     # bookkeeping
     eval_every: int = 1
     figures: int = 4  # val samples in RUN/figures.png (image | ground truth | prediction | errors); 0: none
+    # A CRF parameter file (configs/crf/) that `pixelwise evaluate` applies to this run's checkpoints
+    # unless told otherwise (--no-crf): DeepLab v1/v2 are scored after the dense CRF. Training-time
+    # validation runs without it.
+    eval_crf: str | None = None
     log_every: int = 10
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N

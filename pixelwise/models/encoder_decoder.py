@@ -9,8 +9,9 @@ encoder / decoder / head)::
 
     MODELS.register("deeplabv3plus_mobilenet_v3_large", ...)(partial(deeplabv3plus, backbone="mobilenet_v3_large"))
 
-Heads are modules ``head(features: list[Tensor]) -> Tensor``; a head that reads one feature says
-which (:class:`FeatureHead`).
+Heads are modules ``head(features: list[Tensor]) -> Tensor``; a head that reads only some features
+lists them in ``features_used`` (:class:`FeatureHead` reads one), and the backbone then keeps only
+those (``Backbone.keep_features``).
 
 >>> import torch
 >>> from pixelwise.backbones import create_backbone
@@ -43,6 +44,7 @@ class FeatureHead(nn.Sequential):
     def __init__(self, feature: int, *modules: nn.Module) -> None:
         super().__init__(*modules)
         self.feature = feature
+        self.features_used = (feature,)
 
     def forward(self, features: list[Tensor]) -> Tensor:
         return super().forward(features[self.feature])
@@ -70,6 +72,8 @@ class EncoderDecoder(SegmentationModel):
         self.backbone = backbone
         self.classifier = classifier
         self.aux_classifier = aux_classifier
+        used = [getattr(head, "features_used", None) for head in (classifier, aux_classifier) if head is not None]
+        backbone.keep_features(None if None in used else sorted({i for indices in used for i in indices}))
 
     def forward_padded(self, x: Tensor) -> ModelOutput:
         features = self.backbone(x)

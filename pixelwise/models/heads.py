@@ -72,6 +72,7 @@ class DeepLabV3PlusHead(nn.Module):
         super().__init__()
         width, low_width = 256 // width_divisor, max(48 // width_divisor, 1)
         self.low_feature = low_feature
+        self.features_used = (low_feature, -1)
         self.aspp = ASPP(in_channels, rates, width, dropout=0.1, separable=separable)
         self.low_projection = nn.Sequential(*_conv_bn_relu(low_channels, low_width, 1))
         if separable:
@@ -97,6 +98,7 @@ class LRASPPHead(nn.Module):
                  low_feature: int = 2) -> None:
         super().__init__()
         self.low_feature = low_feature
+        self.features_used = (low_feature, -1)
         self.cbr = nn.Sequential(*_conv_bn_relu(high_channels, inter_channels, 1))
         self.scale = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(high_channels, inter_channels, 1, bias=False),
                                    nn.Sigmoid())

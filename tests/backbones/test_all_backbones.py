@@ -142,3 +142,19 @@ def test_unknown_arguments_and_names_are_clear_errors():
         create_backbone("resnet05")
     with pytest.raises(ValueError, match="output_stride must be a power of 2 dividing 32, got 12"):
         create_backbone("resnet18", output_stride=12)
+
+
+@all_backbones
+def test_kept_features_are_the_same_and_the_others_none(name):
+    backbone = build(name)
+    x = images(37, 53)
+    with torch.no_grad():
+        everything = backbone(x)
+        backbone.keep_features([0, -1])
+        kept = backbone(x)
+    last = len(everything) - 1
+    assert [f is None for f in kept] == [i not in (0, last) for i in range(len(everything))]
+    for ours, reference in zip(kept, everything, strict=True):
+        assert ours is None or torch.equal(ours, reference)
+    with pytest.raises(ValueError, match="cannot keep"):
+        backbone.keep_features([len(everything)])

@@ -415,3 +415,28 @@ def test_evaluate_draws_figures(trained_run, tmp_path, capsys):
     assert f"figures: {target}" in capsys.readouterr().out
     with Image.open(target) as figure:
         assert 2 * 192 < figure.height < 3 * 192
+
+
+def test_a_recipe_s_eval_crf_is_applied_by_evaluate_unless_no_crf(folder_data, tmp_path, capsys):
+    recipe = tmp_path / "recipe.yaml"
+    crf = Path(__file__).parents[2] / "configs" / "crf" / "synthetic_grid8.yaml"
+    recipe.write_text(f"model: fcn8s_tiny\ndataset: folder\ndata_root: {folder_data}\nepochs: 1\nbatch_size: 4\n"
+                      f"crop: 32\neval_crf: {crf}\nout: {tmp_path / 'run'}\n")
+    assert main(["train", "--config", str(recipe), "--no-progress"]) == 0
+    checkpoint = str(tmp_path / "run" / "best.pt")
+    capsys.readouterr()
+    assert main(["evaluate", "--checkpoint", checkpoint, "--json", str(tmp_path / "crf.json"), "--no-progress"]) == 0
+    assert f"evaluating with the recipe's CRF {crf}" in capsys.readouterr().err
+    assert main(["evaluate", "--checkpoint", checkpoint, "--no-crf", "--json", str(tmp_path / "plain.json"),
+                 "--no-progress"]) == 0
+    assert "recipe's CRF" not in capsys.readouterr().err
+    with_crf = json.loads((tmp_path / "crf.json").read_text())
+    without = json.loads((tmp_path / "plain.json").read_text())
+    assert with_crf["pixel_accuracy"] != without["pixel_accuracy"]
+
+
+def test_models_lists_backbones_with_their_features(capsys):
+    assert main(["models", "--backbones"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    resnet50 = next(line for line in lines if line.startswith("resnet50 "))
+    assert "8,16,32" in resnet50 and resnet50.endswith("64@2 256@4 512@8 1024@16 2048@32")
