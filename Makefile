@@ -25,6 +25,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/trainer_overhead.py
 	$(BIN)/python benchmarks/classical.py --quality
 	$(BIN)/python benchmarks/checkerboard.py
+	$(BIN)/python benchmarks/gridding.py
+	$(BIN)/python benchmarks/vs_torchvision.py
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python benchmarks/crf.py
 	$(BIN)/python benchmarks/crf_rnn.py --scratch
 

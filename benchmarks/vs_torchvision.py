@@ -73,7 +73,6 @@ def inference_row(name: str, size: int, warmup: int, repeats: int) -> dict[str, 
             calls = {"pixelwise": lambda: ours(x), "torchvision": lambda: tv(x)}
             for key, value in interleaved(calls, warmup, (repeats + 1) // 2).items():
                 times[key] += value
-        del ours, tv
     return {"pixelwise": statistics.median(times["pixelwise"]), "torchvision": statistics.median(times["torchvision"]),
             "max_abs_difference": difference}
 

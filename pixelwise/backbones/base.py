@@ -32,7 +32,6 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -224,11 +223,3 @@ def check_width_divisor(name: str, width_divisor: object, smallest_width: int) -
     if isinstance(width_divisor, bool) or not isinstance(width_divisor, int) or width_divisor < 1 \
             or smallest_width % width_divisor:
         raise ValueError(f"{name}: width_divisor must be an int dividing {smallest_width}, got {width_divisor!r}")
-
-
-def check_full_size_weights(name: str, weights: Any, **shape_arguments: Any) -> None:
-    """Pretrained weights hold the full-width network: refuse them with a test knob that changes shapes."""
-    changed = {key: value for key, value in shape_arguments.items() if value not in (None, 1, False)}
-    if weights is not None and changed:
-        settings = ", ".join(f"{key}={value!r}" for key, value in changed.items())
-        raise ValueError(f"{name}: weights {weights} hold the full-size network; they cannot load with {settings}")

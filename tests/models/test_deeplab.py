@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from pixelwise.layers.aspp import ASPP
-from pixelwise.models import count_parameters, create_model, parameter_count, split_outputs
+from pixelwise.models import count_parameters, create_model, parameter_count
 from pixelwise.models.deeplab import MultiScaleInputs
 
 
