@@ -11,6 +11,7 @@ there), so "ignored" never looks like class 0, which the VOC palette draws black
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -95,16 +96,17 @@ def colorize(mask: Any, palette: np.ndarray | None = None, ignore_index: int | N
     return colored
 
 
-def save_index_png(mask: Any, palette: np.ndarray | None, path: str | Path) -> None:
-    """Write ``mask`` as a palette ("P" mode) PNG: pixel values stay class indices, viewers show colours.
+def index_png_bytes(mask: Any, palette: np.ndarray | None) -> bytes:
+    """``mask`` as the bytes of a palette ("P" mode) PNG: pixel values stay class indices, viewers
+    show colours. These are the bytes :func:`save_index_png` writes (``pixelwise predict``'s label
+    maps, ``pixelwise serve``'s ``label_png``).
 
     Entry 255 of the attached palette (the ignore index) is ``IGNORE_COLOR``, so the palette may
     hold at most 255 classes; mask values must be classes of the palette or 255.
 
-    >>> import tempfile, os
-    >>> path = os.path.join(tempfile.mkdtemp(), "mask.png")
-    >>> save_index_png(np.array([[0, 1], [1, 255]]), default_palette(2), path)
-    >>> image = Image.open(path); image.mode, np.array(image).tolist()
+    >>> import io
+    >>> image = Image.open(io.BytesIO(index_png_bytes(np.array([[0, 1], [1, 255]]), default_palette(2))))
+    >>> image.mode, np.array(image).tolist()
     ('P', [[0, 1], [1, 255]])
     """
     mask = _as_mask(mask)
@@ -120,7 +122,23 @@ def save_index_png(mask: Any, palette: np.ndarray | None, path: str | Path) -> N
     height, width = mask.shape
     image = Image.frombytes("P", (width, height), mask.astype(np.uint8).tobytes())
     image.putpalette(full_palette.tobytes())
-    image.save(path, format="PNG")
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def save_index_png(mask: Any, palette: np.ndarray | None, path: str | Path) -> None:
+    """Write ``mask`` as a palette PNG (the bytes of :func:`index_png_bytes`) to ``path``.
+
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "mask.png")
+    >>> save_index_png(np.array([[0, 1], [1, 255]]), default_palette(2), path)
+    >>> image = Image.open(path); image.mode, np.array(image).tolist()
+    ('P', [[0, 1], [1, 255]])
+    """
+    data = index_png_bytes(mask, palette)  # encoded first: a bad mask leaves no file behind
+    with open(path, "wb") as file:
+        file.write(data)
 
 
 def _blend(image: np.ndarray, colored: np.ndarray, valid: np.ndarray, alpha: float) -> np.ndarray:

@@ -7,6 +7,7 @@ unexpected keys, shape differences) instead of stopping at the first. Files are 
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,10 @@ class CheckpointError(ValueError):
 def read_torch_file(path: str | Path, what: str, map_location: str | torch.device = "cpu") -> Any:
     """``torch.load(path, weights_only=True)`` with errors a user can act on: a folder names the
     checkpoints inside it, a whole pickled model (``torch.save(model)``) says how to save weights.
-    ``what`` names the file's role in messages (``"checkpoint"``, ``"weights file"``)."""
+    ``what`` names the file's role in messages (``"checkpoint"``, ``"weights file"``).
+
+    A safetensors file reads too (:func:`read_safetensors`): as a checkpoint where pixelwise
+    exported it, else as a plain state dict. Neither format can run code when opened."""
     path = Path(path)
     if path.is_dir():
         found = sorted(p.name for p in path.glob("*.pt"))
@@ -31,10 +35,45 @@ def read_torch_file(path: str | Path, what: str, map_location: str | torch.devic
         raise CheckpointError(f"{what} {path} is a folder{inside}; pass a file, e.g. {path / example}")
     if not path.is_file():
         raise CheckpointError(f"{what} {path} does not exist")
+    if is_safetensors(path):
+        return read_safetensors(path, what, map_location)
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # pickle errors, truncated files, foreign objects
         raise CheckpointError(_unreadable_message(path, what, error)) from error
+
+
+def is_safetensors(path: Path) -> bool:
+    """Whether ``path`` starts as a safetensors file does: an 8-byte little-endian header length,
+    then the JSON header."""
+    with path.open("rb") as file:
+        head = file.read(9)
+    return len(head) == 9 and head[8:] == b"{" and 2 <= int.from_bytes(head[:8], "little") <= 100_000_000
+
+
+def read_safetensors(path: Path, what: str = "weights file", map_location: str | torch.device = "cpu") -> dict:
+    """A safetensors file: the checkpoint dict :func:`pixelwise.engine.export.export_safetensors`
+    wrote (its metadata under the ``"pixelwise"`` key, the tensors under ``"model"``), or, for any
+    other safetensors file, its tensors as a state dict."""
+    try:
+        from safetensors import safe_open
+    except ImportError as error:
+        raise ImportError(f"{what} {path} is a safetensors file; reading it needs the safetensors package: "
+                          "pip install 'pixelwise[safetensors]'") from error
+    device = str(map_location)
+    try:
+        with safe_open(str(path), framework="pt", device=device) as file:
+            metadata = file.metadata() or {}
+            tensors = {key: file.get_tensor(key) for key in file.keys()}  # noqa: SIM118 (not a dict)
+    except Exception as error:  # a truncated or corrupt header
+        raise CheckpointError(f"cannot read {what} {path} as safetensors: {error}") from error
+    if "pixelwise" not in metadata:
+        return tensors
+    try:
+        meta = json.loads(metadata["pixelwise"])
+    except ValueError as error:
+        raise CheckpointError(f"{what} {path}: its 'pixelwise' metadata is not JSON ({error})") from error
+    return {**meta, "model": tensors}
 
 
 def _unreadable_message(path: Path, what: str, error: Exception) -> str:

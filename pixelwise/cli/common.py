@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 
 def parse_assignments(items: list[str] | None, flag: str) -> dict[str, Any]:
-    """``["depth=3", "batch_norm=false"]`` -> ``{"depth": 3, "batch_norm": False}`` (YAML values)."""
+    """``["depth=3", "batch_norm=false"]`` -> ``{"depth": 3, "batch_norm": False}`` (YAML values, read
+    as recipes are: ``1e-4`` is a number). A value that is not YAML raises ``ValueError`` naming it.
+
+    >>> parse_assignments(["depth=3", "lr=1e-4", "name=a b"], "--model-arg")
+    {'depth': 3, 'lr': 0.0001, 'name': 'a b'}
+    """
+    from pixelwise.engine.config import parse_yaml
+
     values: dict[str, Any] = {}
     for item in items or []:
         key, sep, raw = item.partition("=")
+        key = key.strip()
         if not sep or not key:
             raise ValueError(f"{flag} expects KEY=VALUE, got {item!r}")
-        values[key.strip().replace("-", "_")] = yaml.safe_load(raw)
+        values[key.replace("-", "_")] = parse_yaml(raw, f"{flag} {item!r}")
     return values
 
 
@@ -113,10 +120,24 @@ def load_crf_config(path: str | Path) -> tuple[str, dict[str, Any]]:
             valid = sorted(key for key, (_, _, kinds) in CRF_FLAGS.items() if kind in kinds)
             raise ValueError(f"{path}: {kind} CRF has no parameter {name!r}; valid: kind, {', '.join(valid)}")
         cast = CRF_FLAGS[name][0]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (cast is int and value != int(value)):
-            raise ValueError(f"{path}: {name} must be {'an integer' if cast is int else 'a number'}, got {value!r}")
+        if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+                or (cast is int and value != int(value))):
+            raise ValueError(f"{path}: {name} must be {'an integer' if cast is int else 'a finite number'}, "
+                             f"got {value!r}")
+        allowed, expected = CRF_RANGES.get(name, CRF_RANGES["*"])
+        if not allowed(value):
+            raise ValueError(f"{path}: {name} must be {expected}, got {value!r}")
         params[name] = cast(value)
     return kind, params
+
+
+# What each CRF parameter may be (checked when a file is loaded, so that the message names it).
+CRF_RANGES = {
+    "iterations": (lambda v: v >= 0, ">= 0"),
+    "connectivity": (lambda v: v in (4, 8), "4 or 8"),
+    "pos_w": (lambda v: v >= 0, ">= 0"), "bi_w": (lambda v: v >= 0, ">= 0"), "weight": (lambda v: v >= 0, ">= 0"),
+    "*": (lambda v: v > 0, "> 0"),  # the standard deviations and theta
+}
 
 
 def crf_hooks(args: argparse.Namespace):

@@ -8,10 +8,10 @@ import sys
 from collections.abc import Sequence
 
 from pixelwise import __version__
-from pixelwise.cli import data, demo, evaluate, models, predict, segment, train
-from pixelwise.errors import user_errors
+from pixelwise.cli import data, demo, evaluate, export, models, predict, segment, serve, train
+from pixelwise.errors import one_line, user_errors
 
-COMMANDS = (train, evaluate, predict, segment, models, data, demo)
+COMMANDS = (train, evaluate, predict, segment, serve, export, models, data, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # --help and argument errors never wait for torch to import.
         if not isinstance(error, user_errors()) or os.environ.get("PIXELWISE_DEBUG"):
             raise
-        print(f"pixelwise {args.command}: error: {error}", file=sys.stderr)
+        print(f"pixelwise {args.command}: error: {one_line(error)}", file=sys.stderr)
         return 2
 
 

@@ -24,6 +24,7 @@ SCALAR_FLAGS = {
     "loss": (str, "ce | dice | focal | sums like ce+dice or 0.5*ce+dice"),
     "color": (float, "brightness/contrast jitter strength (0 = off)"),
     "eval_every": (int, "evaluate every N epochs (and after the last)"),
+    "checkpoint_every": (int, "also write last.pt every N steps, so a killed run loses at most N steps"),
     "figures": (int, "val samples drawn in RUN/figures.png at the end (image | truth | prediction | errors)"),
     "log_every": (int, "log every N steps"),
     "num_workers": (int, "data-loading processes"),
@@ -40,6 +41,8 @@ SWITCHES = {
     "hflip": "random horizontal flips",
     "elastic": "elastic deformation (U-Net paper augmentation)",
     "crf_rnn": "append a CRF-as-RNN layer to the model and train it end to end",
+    "skip_nonfinite": "skip (and count) steps whose loss is NaN or infinite instead of stopping",
+    "skip_bad_samples": "leave out (and count) samples whose files cannot be read instead of stopping",
 }
 
 
@@ -131,5 +134,7 @@ def run(args: argparse.Namespace) -> int:
     summary = train(config_from_args(args), resume=args.resume, overwrite=args.overwrite,
                     progress=not args.no_progress)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, one summary line, not one per process
-        print(json.dumps({k: summary[k] for k in ("epochs_completed", "iterations", "best_miou", "best_epoch")}))
+        shown = ["epochs_completed", "iterations", "best_miou", "best_epoch"]
+        shown += [key for key in ("skipped_steps", "skipped_samples") if summary[key]]
+        print(json.dumps({key: summary[key] for key in shown}))
     return 0

@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 InputRange = tuple[float, float]
 
@@ -55,7 +55,10 @@ _ORIENTATIONS = {
     8: Image.Transpose.ROTATE_90,
 }
 _EXIF_ORIENTATION = 0x0112
-_READ_ERRORS = (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError)
+# What PIL raises for a file it cannot read. Besides UnidentifiedImageError, OSError, SyntaxError and
+# DecompressionBombError, a damaged file makes it raise almost anything (a TIFF tag of the wrong type:
+# TypeError; others struct.error, IndexError, EOFError, ZeroDivisionError): all mean "cannot read".
+READ_ERRORS: tuple[type[Exception], ...] = (Exception,)
 
 
 class ImageReadError(ValueError):
@@ -90,12 +93,14 @@ def read_oriented(path: str | Path, *, input_range: Sequence[float] | None = Non
     path = Path(path)
     input_range = check_input_range(input_range)
     try:
-        with Image.open(path) as image:
+        # Decoded first: a PNG's EXIF lookup loads the pixels itself, and exif_transposition would
+        # swallow a broken data stream, leaving a half-decoded image to be read as valid.
+        with open_decoded(path) as image:
             transposition = exif_transposition(image)
             if transposition is not None:
                 image = image.transpose(transposition)
             pixels, mode = _pixels(image), image.mode
-    except _READ_ERRORS as error:
+    except READ_ERRORS as error:
         if path.suffix.lower() not in TIFF_SUFFIXES:
             raise ImageReadError(f"cannot read image {path}: {error}") from error
         pixels, mode, transposition = _read_tiff(path, error), "tifffile", None
@@ -106,6 +111,23 @@ def read_image(path: str | Path, *, input_range: Sequence[float] | None = None) 
     """The image file ``path`` as ``H x W x 3`` uint8 RGB, EXIF orientation applied; see the module
     docstring for how each bit depth is scaled and what ``input_range`` does."""
     return read_oriented(path, input_range=input_range)[0]
+
+
+def open_decoded(path: str | Path) -> Image.Image:
+    """``Image.open(path)`` with its pixels decoded, and for a PNG its chunk checksums checked first:
+    PIL's PNG decoder checks none of those of the pixel data, so a damaged PNG could otherwise decode
+    to wrong pixels without an error. Raises what PIL raises for a file it cannot read."""
+    image = Image.open(path)
+    try:
+        if image.format == "PNG":
+            image.verify()  # every chunk's CRC up to IEND; the image must then be opened again
+            image.close()
+            image = Image.open(path)
+        image.load()
+    except BaseException:
+        image.close()
+        raise
+    return image
 
 
 def exif_transposition(image: Image.Image) -> Image.Transpose | None:
@@ -137,7 +159,9 @@ def orient_like(array: np.ndarray, transposition: Image.Transpose | None) -> np.
         Image.Transpose.TRANSPOSE: lambda a: np.swapaxes(a, 0, 1),
         Image.Transpose.TRANSVERSE: lambda a: np.rot90(a, 2).swapaxes(0, 1),
     }
-    return np.ascontiguousarray(operations[transposition](array))
+    # A copy, not np.ascontiguousarray: that keeps a view whose size-1 axis has a negative stride
+    # (a 1-pixel-high mask flipped top to bottom), which torch.from_numpy refuses.
+    return operations[transposition](array).copy()
 
 
 def _pixels(image: Image.Image) -> np.ndarray:
@@ -171,6 +195,8 @@ def to_rgb8(pixels: np.ndarray, path: str | Path, mode: str, input_range: InputR
         pixels = pixels[..., None]
     if pixels.ndim != 3 or pixels.shape[-1] not in (1, 2, 3, 4):
         raise ImageReadError(f"image {path} has shape {pixels.shape}; expected H x W with 1, 2, 3 or 4 channels")
+    if pixels.size == 0:  # a damaged TIFF header can describe an image of no pixels
+        raise ImageReadError(f"image {path} has no pixels (shape {pixels.shape})")
     pixels = pixels[..., :1] if pixels.shape[-1] == 2 else pixels[..., :3]  # drop alpha
     if pixels.shape[-1] == 1:
         pixels = np.repeat(pixels, 3, axis=-1)

@@ -65,16 +65,61 @@ class EpochSampler(Sampler[tuple[int, int]]):
 
 
 class SeededDataset(Dataset):
-    """Wraps a dataset so ``wrapped[(epoch, index)]`` runs its transforms under a fixed seed."""
+    """Wraps a dataset so ``wrapped[(epoch, index)]`` runs its transforms under a fixed seed.
 
-    def __init__(self, dataset: Dataset, seed: int = 0) -> None:
-        self.dataset, self.seed = dataset, seed
+    ``on_bad_sample`` says what a sample whose files cannot be read or do not fit (any
+    :class:`~pixelwise.data.datasets.DatasetError`) becomes: ``"raise"`` stops; ``"replace"`` (for
+    training: batches keep their size) gives the next readable sample, ``"drop"`` (for evaluation:
+    no sample counts twice) gives nothing. Either way the sample carries ``"skipped"``, the
+    messages of the samples left out, which :func:`collate_skipping` gathers per batch.
+    """
+
+    def __init__(self, dataset: Dataset, seed: int = 0, on_bad_sample: str = "raise") -> None:
+        if on_bad_sample not in BAD_SAMPLE_POLICIES:
+            raise ValueError(f"on_bad_sample must be one of {BAD_SAMPLE_POLICIES}, got {on_bad_sample!r}")
+        self.dataset, self.seed, self.on_bad_sample = dataset, seed, on_bad_sample
 
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
 
     def __getitem__(self, key: tuple[int, int] | int) -> Any:
+        from pixelwise.data.datasets.base import DatasetError
+
         epoch, index = key if isinstance(key, tuple) else (0, key)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(mix_seed(self.seed, epoch, index))
-            return self.dataset[index]
+        skipped: list[str] = []
+        for attempt in range(min(MAX_REPLACEMENTS, len(self))):
+            candidate = (index + attempt) % len(self)
+            try:
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(mix_seed(self.seed, epoch, candidate))
+                    sample = self.dataset[candidate]
+            except DatasetError as error:
+                if self.on_bad_sample == "raise":
+                    raise
+                skipped.append(str(error).splitlines()[0])
+                if self.on_bad_sample == "drop":
+                    return {"skipped": skipped}
+                continue
+            return {**sample, "skipped": skipped} if self.on_bad_sample != "raise" else sample
+        raise DatasetError(f"{len(skipped)} samples in a row from index {index} could not be read: "
+                           + "; ".join(skipped[:3]))
+
+
+BAD_SAMPLE_POLICIES = ("raise", "replace", "drop")
+MAX_REPLACEMENTS = 16  # readable samples looked for in a row before giving up
+
+
+def collate_skipping(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """``default_collate`` of the samples that were read, with ``"skipped"``: the messages of those
+    that were left out (:class:`SeededDataset` with ``on_bad_sample``). A batch of dropped samples
+    only is ``{"skipped": [...]}``, without images.
+
+    >>> batch = collate_skipping([{"x": torch.ones(2), "skipped": []}, {"skipped": ["cannot read image a.png"]}])
+    >>> batch["x"].shape, batch["skipped"]
+    (torch.Size([1, 2]), ['cannot read image a.png'])
+    """
+    from torch.utils.data import default_collate
+
+    skipped = [message for sample in samples for message in sample["skipped"]]
+    good = [{k: v for k, v in sample.items() if k != "skipped"} for sample in samples if len(sample) > 1]
+    return {**(default_collate(good) if good else {}), "skipped": skipped}

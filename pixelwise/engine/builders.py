@@ -19,12 +19,13 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from pixelwise.data import build_dataset
-from pixelwise.data.sampling import EpochSampler, SeededDataset
+from pixelwise.data.sampling import EpochSampler, SeededDataset, collate_skipping
 from pixelwise.data.transforms import eval_transforms, train_transforms
 from pixelwise.engine.checkpoint import CheckpointError, load_checkpoint, load_model_state
 from pixelwise.engine.config import TrainConfig
 from pixelwise.engine.optim import build_optimizer, build_scheduler
-from pixelwise.engine.trainer import Trainer
+from pixelwise.engine.trainer import Trainer, trim_log
+from pixelwise.files import remove_stale_temporaries
 from pixelwise.losses import build_loss
 from pixelwise.models import create_model
 from pixelwise.weights import load_matching_state, read_torch_file
@@ -202,10 +203,14 @@ def build_trainer(config: TrainConfig, *, resume: str | Path | None = None, over
         num_classes=meta["num_classes"], device=device, class_names=meta["classes"], amp=config.amp,
         grad_clip=config.grad_clip, eval_every=config.eval_every, log_every=config.log_every,
         seed=config.seed, checkpoint_meta=meta, progress=progress, rank=rank,
+        checkpoint_every=config.checkpoint_every, skip_nonfinite=config.skip_nonfinite,
     )
     if checkpoint is not None:
         check_resume_compatible(checkpoint, meta, str(resume))
         trainer.load_state_dict(checkpoint, source=str(resume))
+        if rank == 0:  # a killed run: its half-written file, and the log of steps about to be redone
+            remove_stale_temporaries(out_dir)
+            trim_log(out_dir / "log.jsonl", trainer.state.iteration)
     elif rank == 0:
         import yaml
 
@@ -313,21 +318,33 @@ def build_model(meta: dict[str, Any], model_kwargs: dict[str, Any]) -> nn.Module
 def load_model(checkpoint_path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
     """Rebuild the model a checkpoint describes, load its weights, return ``(model, checkpoint)``.
 
-    A torchvision segmentation model's state-dict file (``fcn_resnet50``, ``deeplabv3_*``,
-    ``lraspp_*``; :mod:`pixelwise.models.interop`) loads too: its architecture is recognised from
-    its keys; with 21 classes it is given VOC's class names, as torchvision's weights use them.
+    Reads what :func:`read_model_checkpoint` reads: pixelwise checkpoints, exported safetensors
+    files and torchvision segmentation models' state-dict files.
     """
-    from pixelwise.engine.checkpoint import FORMAT, check_format
-    from pixelwise.models.interop import is_torchvision_state_dict, model_from_torchvision_state_dict
-
-    state = read_torch_file(checkpoint_path, "checkpoint")
-    if isinstance(state, dict) and state.get("format") != FORMAT and is_torchvision_state_dict(state):
-        model, meta = model_from_torchvision_state_dict(state, source=str(checkpoint_path))
-        return model.to(device).eval(), torchvision_checkpoint_meta(meta)
-    checkpoint = check_format(state, checkpoint_path)
+    checkpoint = read_model_checkpoint(checkpoint_path)
     model = build_model(checkpoint, checkpoint["model_kwargs"])
     load_model_state(model, checkpoint["model"], source=str(checkpoint_path))
     return model.to(device).eval(), checkpoint
+
+
+def read_model_checkpoint(checkpoint_path: str | Path) -> dict[str, Any]:
+    """The checkpoint dict of a file that holds a model: a pixelwise checkpoint, a safetensors file
+    ``pixelwise export`` wrote, or a torchvision segmentation model's state dict (``fcn_resnet50``,
+    ``deeplabv3_*``, ``lraspp_*``; :mod:`pixelwise.models.interop`), whose architecture is recognised
+    from its keys and, with 21 classes, given VOC's class names, as torchvision's weights use them.
+    """
+    from pixelwise.engine.checkpoint import FORMAT, check_format
+    from pixelwise.models.interop import (
+        is_torchvision_state_dict,
+        torchvision_model_meta,
+        torchvision_to_pixelwise_keys,
+    )
+
+    state = read_torch_file(checkpoint_path, "checkpoint")
+    if isinstance(state, dict) and state.get("format") != FORMAT and is_torchvision_state_dict(state):
+        meta = torchvision_checkpoint_meta(torchvision_model_meta(state))
+        return {**meta, "model": torchvision_to_pixelwise_keys(state)}
+    return check_format(state, checkpoint_path)
 
 
 def torchvision_checkpoint_meta(meta: dict[str, Any]) -> dict[str, Any]:
@@ -351,7 +368,8 @@ def _batches_per_epoch(size: int, batch_size: int, world_size: int) -> int:
 def _train_loader(dataset: Dataset, sampler: EpochSampler, config: TrainConfig, world_size: int) -> DataLoader:
     _batches_per_epoch(len(dataset), config.batch_size, world_size)
     return DataLoader(
-        SeededDataset(dataset, seed=config.seed), batch_size=config.batch_size, sampler=sampler,
+        SeededDataset(dataset, seed=config.seed, on_bad_sample="replace" if config.skip_bad_samples else "raise"),
+        batch_size=config.batch_size, sampler=sampler, collate_fn=_collate(config),
         drop_last=True, num_workers=config.num_workers, persistent_workers=config.num_workers > 0,
         # A private generator: creating the iterator must not consume the global RNG, or a
         # resumed run would draw different dropout masks than an uninterrupted one.
@@ -362,8 +380,14 @@ def _train_loader(dataset: Dataset, sampler: EpochSampler, config: TrainConfig, 
 def _val_loader(dataset: Dataset, config: TrainConfig, rank: int, world_size: int) -> DataLoader:
     # Batch size 1: validation images keep their full, possibly different, sizes.
     sampler = EpochSampler(len(dataset), shuffle=False, rank=rank, world_size=world_size)
-    return DataLoader(SeededDataset(dataset, seed=config.seed), batch_size=1, sampler=sampler,
-                      num_workers=config.num_workers, generator=torch.Generator())
+    return DataLoader(SeededDataset(dataset, seed=config.seed, on_bad_sample="drop" if config.skip_bad_samples else "raise"),
+                      batch_size=1, sampler=sampler, num_workers=config.num_workers, generator=torch.Generator(),
+                      collate_fn=_collate(config))
+
+
+def _collate(config: TrainConfig) -> Any:
+    """Batches that leave out unreadable samples under ``skip_bad_samples``; else torch's default."""
+    return collate_skipping if config.skip_bad_samples else None
 
 
 def _wrap_distributed(model: nn.Module, device: torch.device, world_size: int) -> nn.Module:

@@ -9,38 +9,23 @@ RNG states, epoch and iteration, the full config).
 
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from pixelwise.files import atomic_write
 from pixelwise.weights import CheckpointError, load_model_state, read_torch_file  # noqa: F401  (re-exported)
 
 FORMAT = "pixelwise-checkpoint/1"
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
-    """Write ``state`` to ``path`` through a temporary file in the same folder and a rename.
-
-    A crash while writing leaves the previous file intact: ``os.replace`` is atomic.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            torch.save({"format": FORMAT, **state}, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-    return path
+    """Write ``state`` to ``path`` atomically (:func:`pixelwise.files.atomic_write`): a crash, a kill
+    or a full disk while writing leaves the previous file intact."""
+    return atomic_write(path, lambda file: torch.save({"format": FORMAT, **state}, file), "checkpoint")
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

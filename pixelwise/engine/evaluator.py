@@ -44,16 +44,21 @@ def evaluate(model: nn.Module, loader: Iterable[dict[str, Any]], *, num_classes:
              postprocess: Postprocess | None = None, progress: bool = True) -> dict[str, Any]:
     """Score ``model`` on every batch of ``loader`` (dicts with ``image`` and ``mask``).
 
-    Returns the metrics of :meth:`ConfusionMatrix.compute`. ``postprocess`` replaces the
-    argmax (a CRF, for example).
+    Returns the metrics of :meth:`ConfusionMatrix.compute`, and ``skipped_samples`` where the loader
+    left unreadable samples out (``skip_bad_samples``). ``postprocess`` replaces the argmax (a CRF,
+    for example).
     """
     device = torch.device(device)
     dtype = torch.bfloat16 if device.type == "cpu" else torch.float16
     evaluator = SegmentationEvaluator(num_classes, ignore_index)
     was_training = model.training
     model.eval()
+    skipped = 0
     try:
         for batch in tqdm(loader, desc="evaluate", disable=not progress, unit="batch"):
+            skipped += len(batch.get("skipped", ()))  # left out by skip_bad_samples
+            if "image" not in batch:
+                continue
             images = batch["image"].to(device)
             with torch.autocast(device.type, dtype=dtype, enabled=amp):
                 logits = model(images).float()
@@ -61,4 +66,5 @@ def evaluate(model: nn.Module, loader: Iterable[dict[str, Any]], *, num_classes:
             evaluator.process(predictions, batch["mask"].to(device))
     finally:
         model.train(was_training)
-    return evaluator.evaluate()
+    metrics = evaluator.evaluate()
+    return {**metrics, "skipped_samples": skipped} if skipped else metrics

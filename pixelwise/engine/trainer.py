@@ -12,8 +12,10 @@ from __future__ import annotations
 import json
 import math
 import signal
+import sys
 import threading
 import time
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +35,12 @@ from pixelwise.engine.checkpoint import (
 )
 from pixelwise.engine.evaluator import evaluate
 from pixelwise.errors import TrainingError
+from pixelwise.files import atomic_write, writing
 from pixelwise.models import split_outputs
+
+
+# Skipped steps in a row (non-finite losses, unreadable batches) after which a run stops.
+MAX_SKIPS_IN_A_ROW = 25
 
 
 @dataclass
@@ -44,6 +51,9 @@ class TrainState:
     best_miou: float = -math.inf
     best_epoch: int = -1
     history: list[dict[str, Any]] = field(default_factory=list)
+    skipped_steps: int = 0  # steps skipped for a non-finite loss (skip_nonfinite)
+    skipped_samples: int = 0  # unreadable samples replaced by the next readable one (skip_bad_samples)
+    seen_samples: int = 0  # samples read, or tried and left out
 
 
 class Trainer:
@@ -60,7 +70,8 @@ class Trainer:
                  ignore_index: int = 255, class_names: list[str] | None = None, amp: bool = False,
                  grad_clip: float | None = None, eval_every: int = 1, log_every: int = 10,
                  seed: int = 0, checkpoint_meta: dict[str, Any] | None = None,
-                 progress: bool = True, rank: int = 0) -> None:
+                 progress: bool = True, rank: int = 0, checkpoint_every: int | None = None,
+                 skip_nonfinite: bool = False) -> None:
         self.device = torch.device(device)
         self.model = model  # possibly DistributedDataParallel-wrapped
         self.loss_fn, self.optimizer, self.scheduler = loss_fn, optimizer, scheduler
@@ -71,6 +82,8 @@ class Trainer:
         self.eval_every, self.log_every, self.seed = eval_every, log_every, seed
         self.checkpoint_meta = dict(checkpoint_meta or {})
         self.progress, self.rank = progress, rank
+        self.checkpoint_every, self.skip_nonfinite = checkpoint_every, skip_nonfinite
+        self._skips_in_a_row = 0
         self.autocast_dtype = torch.bfloat16 if self.device.type == "cpu" else torch.float16
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=amp and self.device.type == "cuda")
         self.state = TrainState()
@@ -96,6 +109,9 @@ class Trainer:
             "best_miou": self.state.best_miou,
             "best_epoch": self.state.best_epoch,
             "history": self.state.history,
+            "skipped_steps": self.state.skipped_steps,
+            "skipped_samples": self.state.skipped_samples,
+            "seen_samples": self.state.seen_samples,
         }
 
     def load_state_dict(self, checkpoint: dict[str, Any], *, source: str = "checkpoint") -> None:
@@ -109,6 +125,7 @@ class Trainer:
             epoch=checkpoint["epoch"], iteration=checkpoint["iteration"],
             epoch_iteration=checkpoint["epoch_iteration"], best_miou=checkpoint["best_miou"],
             best_epoch=checkpoint["best_epoch"], history=list(checkpoint["history"]),
+            **{key: checkpoint.get(key, 0) for key in ("skipped_steps", "skipped_samples", "seen_samples")},
         )
 
     # ------------------------------------------------------------------ loop
@@ -142,15 +159,24 @@ class Trainer:
             self.state.iteration += 1
             self.state.epoch_iteration += 1
             bar.update(1)
-            if self.state.iteration % self.log_every == 0:
+            if loss is not None and self.state.iteration % self.log_every == 0:
                 self._log_step(bar, loss, steps / (time.perf_counter() - started))
+            if self.checkpoint_every and self.state.iteration % self.checkpoint_every == 0:
+                self._save("last.pt")
             if self._stop_requested or (stop_after is not None and self.state.iteration >= stop_after):
                 return False
         return True
 
-    def train_step(self, batch: dict[str, Any]) -> float:
+    def train_step(self, batch: dict[str, Any]) -> float | None:
+        """One optimizer step; returns the loss, or None for a step skipped (a non-finite loss
+        under ``skip_nonfinite``). A skipped step still counts: the schedule and the data order
+        go on as if it had run."""
+        self._count_bad_samples(batch)
         images = batch["image"].to(self.device, non_blocking=True)
         targets = batch["mask"].to(self.device, non_blocking=True)
+        # A skipped step must not change the model: its forward pass updated the batch-norm
+        # statistics (with NaNs, where the activations were), so they are put back.
+        buffers = [buffer.clone() for buffer in self.bare_model.buffers()] if self.skip_nonfinite else None
         with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.amp):
             logits, aux = split_outputs(self._forward(images))
             loss = self.loss_fn(logits.float(), targets)
@@ -158,7 +184,12 @@ class Trainer:
                 loss = loss + weight * self.loss_fn(aux_logits.float(), targets)
         value = loss.item()
         if not math.isfinite(value):
-            raise TrainingError(self._nan_message(value))
+            if buffers is None:
+                raise TrainingError(self._nan_message(value))
+            for buffer, saved in zip(self.bare_model.buffers(), buffers, strict=True):
+                buffer.copy_(saved)
+            return self._skip_step(f"loss {value}")
+        self._skips_in_a_row = 0
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if self.grad_clip:
@@ -168,6 +199,40 @@ class Trainer:
         self.scaler.update()
         self.scheduler.step()
         return value
+
+    def _skip_step(self, reason: str) -> None:
+        """Count and log a step that changes no weight; too many in a row stop the run."""
+        self.state.skipped_steps += 1
+        self._skips_in_a_row += 1
+        where = f"epoch {self.state.epoch + 1}, iteration {self.state.iteration + 1}"
+        self._write_log({"kind": "skip", "epoch": self.state.epoch, "iteration": self.state.iteration + 1,
+                         "reason": reason})
+        self._warn(f"skipped the step at {where}: {reason} ({self.state.skipped_steps} skipped so far)")
+        if self._skips_in_a_row >= MAX_SKIPS_IN_A_ROW:
+            raise TrainingError(f"{self._skips_in_a_row} steps in a row were skipped (the last at {where}: {reason}); "
+                                "the run is not learning, so it stopped and " + self._kept())
+        with warnings.catch_warnings():  # the schedule advances though the optimizer did not step
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+            self.scheduler.step()
+
+    def _count_bad_samples(self, batch: dict[str, Any]) -> None:
+        """Log the samples ``skip_bad_samples`` left out of ``batch``; most of the data bad stops the run."""
+        skipped = batch.pop("skipped", []) if isinstance(batch, dict) else []
+        self.state.seen_samples += len(skipped) + len(batch["image"])
+        for message in skipped:
+            self.state.skipped_samples += 1
+            self._write_log({"kind": "bad_sample", "epoch": self.state.epoch,
+                             "iteration": self.state.iteration + 1, "message": message})
+            self._warn(f"left out a sample: {message} ({self.state.skipped_samples} so far)")
+        bad, seen = self.state.skipped_samples, self.state.seen_samples
+        if skipped and 2 * bad > seen and seen >= 2 * (self.train_loader.batch_size or 1):
+            raise TrainingError(f"{bad} of the {seen} samples read so far could not be used (the last: "
+                                f"{skipped[-1]}); --skip-bad-samples leaves out a few bad files, not most of "
+                                "the data: fix the dataset")
+
+    def _warn(self, message: str) -> None:
+        if self.is_main:
+            tqdm.write(message, file=sys.stderr)
 
     def _forward(self, images: torch.Tensor) -> Any:
         try:
@@ -230,6 +295,8 @@ class Trainer:
             "best_epoch": self.state.best_epoch if evals else None,
             "last": evals[-1] if evals else None,
             "class_names": self.class_names,
+            "skipped_steps": self.state.skipped_steps,
+            "skipped_samples": self.state.skipped_samples,
         }
 
     @property
@@ -251,17 +318,20 @@ class Trainer:
 
     def _write_log(self, record: dict[str, Any]) -> None:
         if self.is_main:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            with (self.out_dir / "log.jsonl").open("a") as handle:
-                handle.write(json.dumps(json_safe(record)) + "\n")
+            with writing(self.out_dir / "log.jsonl", "training log"):
+                self.out_dir.mkdir(parents=True, exist_ok=True)
+                with (self.out_dir / "log.jsonl").open("a") as handle:
+                    handle.write(json.dumps(json_safe(record)) + "\n")
 
     def _write_summary(self) -> None:
         if not self.is_main:
             return
         from pixelwise.visualize import plot_curves  # matplotlib is slow to import
 
-        (self.out_dir / "metrics.json").write_text(json.dumps(json_safe(self.summary()), indent=2))
-        plot_curves(read_log(self.out_dir / "log.jsonl"), self.out_dir / "curves.png")
+        with writing(self.out_dir / "metrics.json", "run summary"):
+            (self.out_dir / "metrics.json").write_text(json.dumps(json_safe(self.summary()), indent=2))
+        with writing(self.out_dir / "curves.png", "curves"):
+            plot_curves(read_log(self.out_dir / "log.jsonl"), self.out_dir / "curves.png")
 
     def _write_tensorboard(self, scalars: dict[str, float]) -> None:
         if not self.is_main:
@@ -277,11 +347,13 @@ class Trainer:
             self._tensorboard.close()
 
     def _nan_message(self, value: float) -> str:
-        last = self.out_dir / "last.pt"
-        kept = f"the last good checkpoint {last} is kept" if last.exists() else "no checkpoint was written yet"
         return (f"loss became {value} at epoch {self.state.epoch + 1}, iteration {self.state.iteration + 1}; "
-                f"training stopped and {kept}. Lower the learning rate, enable --grad-clip, "
-                "or check the data for corrupt labels.")
+                f"training stopped and {self._kept()}. Lower the learning rate, enable --grad-clip, "
+                "check the data for corrupt labels, or skip such steps with --skip-nonfinite.")
+
+    def _kept(self) -> str:
+        last = self.out_dir / "last.pt"
+        return f"the last good checkpoint {last} is kept" if last.exists() else "no checkpoint was written yet"
 
     # ------------------------------------------------------------------ context
     @contextmanager
@@ -326,10 +398,26 @@ def json_safe(value: Any) -> Any:
 
 
 def read_log(path: str | Path) -> list[dict[str, Any]]:
+    """The records of a ``log.jsonl``; a last line cut short by a killed process is left out."""
     path = Path(path)
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            continue  # only a write the kill interrupted can be incomplete
+    return records
+
+
+def trim_log(path: str | Path, iteration: int) -> None:
+    """Drop the records after ``iteration`` from ``path``: a run resumed from a checkpoint redoes
+    (and logs again) the steps it had done after that checkpoint was written."""
+    path = Path(path)
+    if path.exists():
+        kept = [record for record in read_log(path) if record.get("iteration", 0) <= iteration]
+        atomic_write(path, lambda file: file.write("".join(json.dumps(r) + "\n" for r in kept).encode()), "training log")
 
 
 def _open_tensorboard(out_dir: Path) -> Any:

@@ -83,11 +83,18 @@ def model_from_torchvision_state_dict(state_dict: dict[str, Tensor], *, source: 
     ``(name, num_classes, aux)`` it was recognised as (as a dict)."""
     from pixelwise.models import create_model
 
+    meta = torchvision_model_meta(state_dict)
+    model = create_model(meta["model_name"], meta["num_classes"], **meta["model_kwargs"])
+    load_model_state(model, torchvision_to_pixelwise_keys(state_dict), source=source)
+    return model, meta
+
+
+def torchvision_model_meta(state_dict: dict[str, Tensor]) -> dict[str, Any]:
+    """``{"model_name", "num_classes", "model_kwargs"}`` of the pixelwise model a torchvision
+    segmentation state dict describes (:func:`identify_torchvision_state_dict`)."""
     name, num_classes, aux = identify_torchvision_state_dict(state_dict)
     kwargs = {} if name.startswith("lraspp") else {"aux": aux}
-    model = create_model(name, num_classes, **kwargs)
-    load_model_state(model, torchvision_to_pixelwise_keys(state_dict), source=source)
-    return model, {"model_name": name, "num_classes": num_classes, "model_kwargs": kwargs}
+    return {"model_name": name, "num_classes": num_classes, "model_kwargs": kwargs}
 
 
 def from_torchvision(tv_model: nn.Module) -> nn.Module:

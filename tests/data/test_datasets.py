@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 import sys
 from pathlib import Path
@@ -453,3 +454,28 @@ def test_exif_rotated_images_and_their_masks_stay_aligned(tmp_path: Path) -> Non
     # A mask drawn on the upright picture already has its size and is kept as it is.
     save_labels(tmp_path / "masks" / "train" / "a.png", np.rot90(mask, 3))
     np.testing.assert_array_equal(build_dataset("folder", tmp_path)[0]["mask"].numpy(), np.rot90(mask, 3))
+
+
+@pytest.mark.reliability(fault="a VOC split list naming ../../elsewhere/ID", outcome="refused, naming the list file and the entry")
+@pytest.mark.parametrize("entry", ["../../elsewhere/2007_000039", "JPEGImages/../../../2007_000039.jpg",
+                                   "C:/VOC/2007_000039.jpg"])
+def test_voc_list_entry_outside_the_root_is_refused_by_name(tmp_path: Path, entry: str) -> None:
+    write_voc(tmp_path)
+    train_list = tmp_path / "VOCdevkit/VOC2012/ImageSets/Segmentation/train.txt"
+    train_list.write_text(f"2007_000032\n{entry}\n")
+    with pytest.raises(DatasetError, match="points outside the dataset root") as error:
+        build_dataset("voc", tmp_path)
+    assert str(train_list) in str(error.value) and repr(entry) in str(error.value)
+
+
+@pytest.mark.reliability(fault="a COCO file_name climbing out of the image folder (../../x.jpg)",
+                         outcome="refused, naming the annotation file and the file name")
+def test_coco_file_name_outside_the_root_is_refused_by_name(tmp_path: Path) -> None:
+    pytest.importorskip("pycocotools")
+    instances = write_coco(tmp_path)
+    instances["images"][0]["file_name"] = "../../private/000000000139.jpg"
+    annotation_file = tmp_path / "annotations" / "instances_val2017.json"
+    annotation_file.write_text(json.dumps(instances))
+    with pytest.raises(DatasetError, match="'../../private/000000000139.jpg', which points outside") as error:
+        build_dataset("coco", tmp_path, split="val")
+    assert str(annotation_file) in str(error.value)

@@ -12,6 +12,8 @@ Every sample is checked when it is read: image and mask must have the same size 
 
 from __future__ import annotations
 
+import posixpath
+import re
 import textwrap
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -23,7 +25,14 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
-from pixelwise.data.io import ImageReadError, check_input_range, orient_like, read_oriented
+from pixelwise.data.io import (
+    READ_ERRORS,
+    ImageReadError,
+    check_input_range,
+    open_decoded,
+    orient_like,
+    read_oriented,
+)
 
 Transform = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -59,10 +68,10 @@ def read_label_png(path: Path) -> np.ndarray:
     indices, which are the class ids (VOC stores its masks that way), never colours.
     """
     try:
-        with Image.open(path) as label_image:
+        with open_decoded(path) as label_image:  # PNG checksums checked: no silently damaged labels
             mode = label_image.mode
             labels = np.array(label_image) if mode in LABEL_MODES else None
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+    except READ_ERRORS as err:
         raise DatasetError(f"cannot read mask {path}: {err}") from err
     if labels is None:
         raise DatasetError(
@@ -174,6 +183,31 @@ def strip_ending(filename: str, endings: tuple[str, ...]) -> str | None:
         if lower.endswith(ending.lower()):
             return filename[: len(filename) - len(ending)]
     return None
+
+
+def inside_root(entry: str, root: Path, listed_in: str | Path) -> str:
+    """``entry``, a file named by a list or annotation file (``listed_in``), if it stays inside
+    ``root``; a name that climbs out of it (``../../x``, ``C:/x``) is refused by name.
+
+    A name is relative to ``root``; a leading ``/`` too (DeepLab's ``train_aug.txt`` lines read
+    ``/JPEGImages/ID.jpg``), unless the name starts with ``root`` itself. The check is on the
+    name alone: symlinks are not resolved, so a dataset whose folders link to another disk reads.
+
+    >>> inside_root("/JPEGImages/2007_000032.jpg", Path("/data/VOC2012"), "train_aug.txt")
+    '/JPEGImages/2007_000032.jpg'
+    >>> inside_root("../../etc/passwd", Path("/data/VOC2012"), "train.txt")
+    Traceback (most recent call last):
+    ...
+    pixelwise.data.datasets.base.DatasetError: train.txt names '../../etc/passwd', which points outside the dataset root /data/VOC2012; list and annotation files may only name files inside it
+    """
+    text = entry.replace("\\", "/")
+    prefix = str(root).replace("\\", "/").rstrip("/") + "/"
+    relative = text[len(prefix):] if text.startswith(prefix) else text.lstrip("/")
+    normal = posixpath.normpath(relative) if relative else "."
+    if normal == ".." or normal.startswith("../") or re.match(r"[A-Za-z]:", text):
+        raise DatasetError(f"{listed_in} names {entry!r}, which points outside the dataset root {root}; "
+                           "list and annotation files may only name files inside it")
+    return entry
 
 
 def resolve_root(root: str | Path, nested: str | None) -> Path:

@@ -11,6 +11,7 @@ from pixelwise.data.datasets.base import (
     Sample,
     SegmentationDataset,
     Transform,
+    inside_root,
     pair_samples,
     read_label_png,
     short_list,
@@ -39,10 +40,11 @@ def read_sbd_mat(path: Path) -> np.ndarray:
         raise DatasetError(f"cannot read SBD annotation {path}: {err}") from err
 
 
-def _split_ids(lines: list[str]) -> list[str]:
+def _split_ids(lines: list[str], root: Path, list_file: Path) -> list[str]:
     """Image ids from a split file: ``2007_000032`` lines, or the path-pair lines of the
-    DeepLab ``train_aug.txt`` (``/JPEGImages/2007_000032.jpg /SegmentationClassAug/...``)."""
-    return [Path(line.split()[0]).stem for line in lines]
+    DeepLab ``train_aug.txt`` (``/JPEGImages/2007_000032.jpg /SegmentationClassAug/...``).
+    A line naming a file outside ``root`` (``../../x``) is refused."""
+    return [Path(inside_root(line.split()[0], root, list_file)).stem for line in lines]
 
 
 @DATASETS.register(
@@ -105,7 +107,8 @@ SBD_ROOT/                                  train_aug with sbd_root= instead of t
 
     def _ids(self, split: str, folder: Path | None = None) -> list[str]:
         folder = folder or self.root / "ImageSets" / "Segmentation"
-        return _split_ids(self.read_lines(folder / f"{split}.txt"))
+        list_file = folder / f"{split}.txt"
+        return _split_ids(self.read_lines(list_file), self.root, list_file)
 
     def _pair(
         self, ids: list[str], mask_dir: Path, extra_masks: dict[str, Path] | None = None
