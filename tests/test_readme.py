@@ -20,3 +20,15 @@ def test_python_example_runs(tmp_path, monkeypatch, capsys):
 
 def test_model_table_is_current():
     assert model_table_markdown() in README
+
+
+def test_reliability_section_lists_every_marked_test():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("reliability", Path(__file__).parents[1] / "benchmarks" / "reliability.py")
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    listed = README.split(report.START, 1)[1].split(report.END, 1)[0]
+    missing = [f"{mark.path}::{mark.test}" for mark in report.reliability_marks()
+               if f"| {mark.fault} | {mark.outcome} | `{Path(mark.path).name}::{mark.test}` |" not in listed]
+    assert not missing, f"not in README's Reliability section (run python benchmarks/reliability.py --write): {missing}"

@@ -43,6 +43,58 @@ def add_input_range(parser: argparse.ArgumentParser) -> None:
                              "not imply (default: 0..255 for 8-bit, 0..65535 for 16-bit, 0..1 for float images)")
 
 
+def tile_size(text: str) -> tuple[int, int]:
+    """``--tile 512`` or ``--tile 512x768`` (height x width)."""
+    parts = text.lower().split("x")
+    try:
+        sizes = [int(part) for part in parts]
+    except ValueError:
+        sizes = []
+    if len(sizes) not in (1, 2) or min(sizes, default=0) < 1:
+        raise argparse.ArgumentTypeError(f"expected SIZE or HEIGHTxWIDTH in pixels (e.g. 512x768), got {text!r}")
+    return (sizes[0], sizes[-1])
+
+
+def scales(text: str) -> tuple[float, ...]:
+    from pixelwise.engine.tta import parse_scales
+
+    try:
+        return parse_scales(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def add_inference(parser: argparse.ArgumentParser) -> None:
+    """--mode/--tile/--overlap/--tile-batch/--blend and --tta-*: shared by predict and evaluate."""
+    parser.add_argument("--mode", choices=("whole", "slide"), default=None,
+                        help="whole: the image in one pass; slide: tile by tile in bounded memory "
+                             "(default: whole, or slide when --tile is given)")
+    parser.add_argument("--tile", type=tile_size, default=None, metavar="HxW",
+                        help="slide: tile size in pixels, SIZE or HEIGHTxWIDTH (default 512x512; unet_original: "
+                             "388 is the paper's tile)")
+    parser.add_argument("--overlap", type=float, default=0.25, metavar="FRACTION",
+                        help="slide: the fraction of a tile its neighbour shares, in [0, 1) (default 0.25)")
+    parser.add_argument("--tile-batch", type=int, default=2, metavar="N", help="slide: tiles per forward pass (default 2)")
+    parser.add_argument("--blend", choices=("gaussian", "linear"), default="gaussian",
+                        help="slide: how overlapping tiles are weighted (default gaussian)")
+    parser.add_argument("--tile-overlap", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--tta-scales", type=scales, default=(1.0,), metavar="S1,S2,...",
+                        help="test-time augmentation: average the class probabilities over these input scales "
+                             "(e.g. 0.5,0.75,1.0,1.25,1.5,1.75; default 1.0)")
+    parser.add_argument("--tta-flip", action="store_true", help="test-time augmentation: also left-right mirrored")
+
+
+def inference_options(args: argparse.Namespace):
+    from pixelwise.engine.inference import InferenceOptions
+    from pixelwise.engine.sliding import SlideOptions
+
+    if args.tile_overlap is not None:
+        raise ValueError("--tile-overlap PIXELS is now --overlap FRACTION (of the tile), e.g. --overlap 0.25")
+    mode = args.mode or ("slide" if args.tile else "whole")
+    slide = SlideOptions(args.tile or (512, 512), args.overlap, args.tile_batch, args.blend)
+    return InferenceOptions(mode, slide, args.tta_scales, args.tta_flip)
+
+
 def add_device(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (default: auto)")
 
@@ -120,10 +172,11 @@ def load_crf_config(path: str | Path) -> tuple[str, dict[str, Any]]:
             valid = sorted(key for key, (_, _, kinds) in CRF_FLAGS.items() if kind in kinds)
             raise ValueError(f"{path}: {kind} CRF has no parameter {name!r}; valid: kind, {', '.join(valid)}")
         cast = CRF_FLAGS[name][0]
-        if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
-                or (cast is int and value != int(value))):
-            raise ValueError(f"{path}: {name} must be {'an integer' if cast is int else 'a finite number'}, "
-                             f"got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+                math.isfinite(value) and cast is int and value != int(value)):
+            raise ValueError(f"{path}: {name} must be {'an integer' if cast is int else 'a number'}, got {value!r}")
+        if not math.isfinite(value):
+            raise ValueError(f"{path}: {name} must be a finite number, got {value!r}")
         allowed, expected = CRF_RANGES.get(name, CRF_RANGES["*"])
         if not allowed(value):
             raise ValueError(f"{path}: {name} must be {expected}, got {value!r}")

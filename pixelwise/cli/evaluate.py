@@ -5,13 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 from pixelwise.cli.common import (
     add_crf,
     add_dataset,
     add_device,
+    add_inference,
     crf_hooks,
+    inference_options,
     load_checkpoint_model,
     parse_assignments,
 )
@@ -30,6 +33,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--figures-out", default=None, metavar="PNG",
                         help="where --figures goes (default: figures_SPLIT.png beside the checkpoint)")
     parser.add_argument("--no-progress", action="store_true")
+    add_inference(parser)
     add_device(parser)
     add_crf(parser)
     parser.add_argument("--no-crf", action="store_true",
@@ -45,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from pixelwise.engine import evaluate
     from pixelwise.metrics import format_table
 
+    options = inference_options(args)
     model, checkpoint, device = load_checkpoint_model(args)
     trained = checkpoint["config"]
     name = args.dataset or checkpoint["dataset"]
@@ -62,9 +67,13 @@ def run(args: argparse.Namespace) -> int:
     check_classes(dataset.classes, checkpoint, args.checkpoint)
     loader = DataLoader(dataset, batch_size=1)
     hooks = crf_hooks(with_recipe_crf(args, trained))
-    metrics = evaluate(model, loader, num_classes=checkpoint["num_classes"], ignore_index=dataset.ignore_index,
-                       device=device, postprocess=hooks.evaluate if hooks else None, progress=not args.no_progress)
+    started = time.perf_counter()
+    metrics = evaluate(options.network(model), loader, num_classes=checkpoint["num_classes"],
+                       ignore_index=dataset.ignore_index, device=device,
+                       postprocess=hooks.evaluate if hooks else None, progress=not args.no_progress)
+    seconds = time.perf_counter() - started
     print(format_table(metrics, list(dataset.classes)))
+    print(describe_cost(options, seconds, len(dataset)))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(metrics_json(metrics, dataset.classes), indent=2))
@@ -72,6 +81,16 @@ def run(args: argparse.Namespace) -> int:
         write_figures(args, model, checkpoint, build_dataset(name, root, args.split, None, **kwargs), device,
                       hooks.predict if hooks else None)
     return 0
+
+
+def describe_cost(options, seconds: float, images: int) -> str:
+    """``inference: whole image, 12 forward passes per image (scales 0.5,...; flips); 41.3 s, 0.83 s per image``"""
+    how = "whole image" if options.mode == "whole" else \
+        f"sliding window {options.slide.tile[0]}x{options.slide.tile[1]}, overlap {options.slide.overlap:g}"
+    tta = f" (test-time scales {','.join(f'{s:g}' for s in options.tta_scales)}" + ("; flips)" if options.tta_flip else ")")
+    plural = "es" if options.passes > 1 else ""
+    passes = f", {options.passes} forward pass{plural} per image{tta if options.passes > 1 else ''}"
+    return f"inference: {how}{passes}; {seconds:.1f} s, {seconds / max(images, 1):.3f} s per image"
 
 
 def write_figures(args: argparse.Namespace, model, checkpoint: dict, dataset, device, postprocess) -> None:

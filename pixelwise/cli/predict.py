@@ -3,20 +3,36 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 
-from pixelwise.cli.common import add_crf, add_device, add_input_range, crf_hooks, load_checkpoint_model
+from pixelwise.cli.common import (
+    add_crf,
+    add_device,
+    add_inference,
+    add_input_range,
+    crf_hooks,
+    inference_options,
+    load_checkpoint_model,
+)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("predict", help="segment images with a checkpoint")
-    parser.add_argument("--checkpoint", required=True)
-    parser.add_argument("--input", required=True, help="an image file or a folder of images")
+    parser = subparsers.add_parser(
+        "predict", help="segment images with a checkpoint",
+        description="Label maps (index PNGs with the palette) for an image, a folder or a glob. Outputs "
+                    "that exist are skipped, so an interrupted run resumes; a file that fails is reported "
+                    "and the rest go on (exit status 1 if any failed). Under torchrun each process "
+                    "predicts its share.")
+    parser.add_argument("--checkpoint", required=True, help="RUN/best.pt, an exported .safetensors, ...")
+    parser.add_argument("--input", required=True, help="an image file, a folder of images or a glob ('a/**/*.png')")
     parser.add_argument("--output", required=True, help="folder for NAME.png (and NAME_overlay.png)")
     parser.add_argument("--overlay", action="store_true", help="also write colour overlays with a legend")
-    parser.add_argument("--tile", type=int, default=None, metavar="SIZE",
-                        help="predict in tiles of SIZE pixels (unet_original: 388 is the paper's tile)")
-    parser.add_argument("--tile-overlap", type=int, default=0, metavar="PIXELS",
-                        help="pixels shared by neighbouring tiles, cross-faded (default 0)")
+    parser.add_argument("--overwrite", action="store_true", help="predict again images whose outputs exist")
+    parser.add_argument("--batch-size", type=int, default=4, help="images of one size per forward pass (default 4)")
+    parser.add_argument("--num-workers", type=int, default=2, help="image-decoding processes (default 2)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_inference(parser)
     add_input_range(parser)
     add_device(parser)
     add_crf(parser)
@@ -25,19 +41,27 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from pixelwise.engine import predict_files
-    from pixelwise.engine.inference import describe_renames, list_images
     from pixelwise.engine.checkpoint import checkpoint_palette
+    from pixelwise.engine.inference import describe_renames, list_images
+    from pixelwise.engine.predictor import describe_options
 
-    model, checkpoint, device = load_checkpoint_model(args)
-    palette = checkpoint_palette(checkpoint)
+    options = inference_options(args)
     hooks = crf_hooks(args)
+    model, checkpoint, device = load_checkpoint_model(args)
     images = list_images(args.input)
-    plan = predict_files(model, images, args.output, palette=palette, class_names=checkpoint["classes"],
-                         overlay=args.overlay, device=device, postprocess=hooks.predict if hooks else None,
-                         tile=None if args.tile is None else (args.tile, args.tile_overlap),
-                         input_range=args.input_range, progress=True)
-    overlays = f" and {len(plan)} overlays" if args.overlay else ""
-    print(f"wrote {len(plan)} label maps{overlays} for {len(images)} images to {args.output}")
-    if renamed := describe_renames(images, plan):
+    rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    manifest = describe_options(args.checkpoint, options, crf=hooks is not None, overlay=args.overlay,
+                                input_range=list(args.input_range) if args.input_range else None)
+    summary = predict_files(model, images, args.output, palette=checkpoint_palette(checkpoint),
+                            class_names=checkpoint["classes"], overlay=args.overlay, device=device,
+                            postprocess=hooks.predict if hooks else None, options=options,
+                            input_range=args.input_range, batch_size=args.batch_size, num_workers=args.num_workers,
+                            overwrite=args.overwrite, manifest=manifest, rank=rank, world_size=world_size,
+                            progress=not args.no_progress and rank == 0)
+    where = f"process {rank} of {world_size}: " if world_size > 1 else ""
+    print(f"{where}{summary.line(args.overlay)} -> {args.output}")
+    if rank == 0 and (renamed := describe_renames(images, summary.plan)):
         print(renamed)
-    return 0
+    for image, reason in summary.failed:
+        print(f"failed: {image}: {reason}", file=sys.stderr)
+    return 1 if summary.failed else 0

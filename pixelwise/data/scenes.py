@@ -206,6 +206,12 @@ def _renumber_visible(instances: np.ndarray, count: int) -> np.ndarray:
 
 
 def _panoptic_ids(semantic: np.ndarray, instances: np.ndarray) -> np.ndarray:
+    # An instance id of PANOPTIC_LABEL_DIVISOR or more would run into the category digits: thing
+    # 1000 of a rectangle would decode as a ring. Refused rather than misencoded.
+    if instances.size and int(instances.max()) >= PANOPTIC_LABEL_DIVISOR:
+        raise ValueError(f"the scene has {int(instances.max())} visible things; panoptic ids "
+                         f"(category + 1) * {PANOPTIC_LABEL_DIVISOR} + instance hold at most "
+                         f"{PANOPTIC_LABEL_DIVISOR - 1} per scene")
     return (semantic.astype(np.int32) + 1) * PANOPTIC_LABEL_DIVISOR + instances
 
 

@@ -24,12 +24,14 @@ import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
+from torchvision.transforms.v2._utils import query_size  # what v2.ElasticTransform sizes itself with
 
 __all__ = [
     "IGNORE_INDEX",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "PAD_FILL",
+    "ElasticTransform",
     "RandomScale",
     "denormalize",
     "elastic_deformation",
@@ -83,6 +85,11 @@ class RandomScale(v2.Transform):
         # pixel centres that bilinear uses; "nearest-exact" keeps masks on the image grid.
         is_mask = isinstance(inpt, tv_tensors.Mask)
         interpolation = v2.InterpolationMode.NEAREST_EXACT if is_mask else self.interpolation
+        if not is_mask and params["size"] == [1, 1] and isinstance(inpt, torch.Tensor) and inpt.dtype == torch.uint8:
+            # torch's antialiased uint8 kernel fails an internal assert ("num_channels ==
+            # unpacked_output.size(0)") for a 1x1 output of a 3-channel image: resize in float.
+            out = F.resize(inpt.float(), params["size"], interpolation=interpolation, antialias=self.antialias)
+            return tv_tensors.wrap(out.round_().clamp_(0, 255).to(torch.uint8), like=inpt)
         return self._call_kernel(F.resize, inpt, params["size"], interpolation=interpolation, antialias=self.antialias)
 
 
@@ -99,6 +106,34 @@ def random_shift(fraction: float) -> v2.RandomAffine:
     return v2.RandomAffine(degrees=0.0, translate=(fraction, fraction), fill=PAD_FILL)
 
 
+class ElasticTransform(v2.ElasticTransform):
+    """``v2.ElasticTransform`` that also works on images smaller than its Gaussian kernel.
+
+    torchvision smooths the displacement noise with a ``8 sigma + 1`` kernel under reflection
+    padding, which needs a side longer than half the kernel: with the default sigma, a crop of 20
+    pixels or less raised a RuntimeError ("Padding size should be less than the corresponding input
+    dimension"). Here the kernel is cut to the image (the Gaussian truncated), and everything else,
+    random draws included, is torchvision's.
+
+    >>> image = tv_tensors.Image(torch.zeros(3, 4, 9, dtype=torch.uint8))
+    >>> ElasticTransform(alpha=30.0, sigma=5.0)(image).shape
+    torch.Size([3, 4, 9])
+    """
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        height, width = query_size(flat_inputs)
+        displacement = []
+        for axis, (sigma, alpha, side) in enumerate(zip(self.sigma, self.alpha, (width, height))):
+            noise = torch.rand(1, 1, height, width) * 2 - 1
+            if sigma > 0.0:
+                kernel = int(8 * sigma + 1) | 1  # odd, as torchvision makes it
+                # Reflection padding by kernel // 2 needs kernel // 2 < side, on each axis.
+                sizes = [min(kernel, 2 * width - 1), min(kernel, 2 * height - 1)]
+                noise = self._call_kernel(F.gaussian_blur, noise, sizes, list(self.sigma))
+            displacement.append(noise * alpha / side)
+        return {"displacement": torch.concat(displacement, 1).permute([0, 2, 3, 1])}  # 1 x H x W x 2
+
+
 def elastic_deformation(
     alpha: float = ELASTIC_ALPHA,
     sigma: float = ELASTIC_SIGMA,
@@ -108,8 +143,9 @@ def elastic_deformation(
     al. 2015) relies on. The paper interpolates random displacements (std 10 px) on a
     coarse 3x3 grid; ``v2.ElasticTransform`` (Simard et al. 2003) smooths per-pixel uniform
     noise with a Gaussian of std ``sigma`` and scales it by ``alpha``. Masks are resampled
-    with nearest neighbour and get ``IGNORE_INDEX`` where uncovered."""
-    return v2.ElasticTransform(alpha=alpha, sigma=sigma, interpolation=interpolation, fill=PAD_FILL)
+    with nearest neighbour and get ``IGNORE_INDEX`` where uncovered. Images of any size,
+    1x1 included (:class:`ElasticTransform`)."""
+    return ElasticTransform(alpha=alpha, sigma=sigma, interpolation=interpolation, fill=PAD_FILL)
 
 
 def normalize() -> v2.Compose:

@@ -14,7 +14,7 @@ _HOMES = {
     "CheckpointError": "checkpoint", "load_checkpoint": "checkpoint", "save_checkpoint": "checkpoint",
     "ConfigError": "config", "TrainConfig": "config",
     "SegmentationEvaluator": "evaluator", "evaluate": "evaluator",
-    "predict_files": "inference", "predict_mask": "inference",
+    "InferenceOptions": "inference", "predict_mask": "inference", "predict_files": "predictor",
     "Trainer": "trainer", "TrainingError": "trainer",
 }
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,8 @@ import torch
 from torch import nn
 
 from pixelwise.data.io import read_image
-from pixelwise.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from pixelwise.engine.sliding import SlideOptions, normalise
+from pixelwise.engine.tiling import ValidConvolutionModel
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -33,12 +35,22 @@ def read_rgb(path: str | Path, input_range: Sequence[float] | None = None) -> np
 
 
 def list_images(source: str | Path) -> list[Path]:
-    """One image file, or every image in a folder (sorted, not recursive)."""
+    """One image file, every image in a folder (sorted, not recursive), or the images a glob
+    pattern matches (``photos/*.jpg``, ``data/**/*.png``; sorted)."""
+    import glob
+
+    text = str(source)
     source = Path(source)
     if source.is_file():
         return [source]
+    if not source.is_dir() and glob.has_magic(text):
+        images = sorted(Path(p) for p in glob.glob(text, recursive=True)
+                        if Path(p).is_file() and Path(p).suffix.lower() in IMAGE_SUFFIXES)
+        if not images:
+            raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) match the pattern {text}")
+        return images
     if not source.is_dir():
-        raise FileNotFoundError(f"input {source} is neither an image file nor a folder")
+        raise FileNotFoundError(f"input {source} is neither an image file, a folder nor a glob pattern")
     images = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not images:
         raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in folder {source}")
@@ -90,62 +102,114 @@ def to_model_input(image: np.ndarray, device: torch.device | str = "cpu") -> tor
     """``H x W x 3`` uint8 -> normalised ``1 x 3 x H x W`` float32, as training saw it."""
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected an H x W x 3 uint8 image, got shape {image.shape} dtype {image.dtype}")
-    tensor = torch.tensor(image, device=device)  # a copy: PIL-backed arrays are read-only
-    tensor = tensor.permute(2, 0, 1).float().div_(255)
-    mean = torch.tensor(IMAGENET_MEAN, device=device).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=device).view(3, 1, 1)
-    return ((tensor - mean) / std).unsqueeze(0)
+    return normalise(image[None], torch.device(device))
+
+
+@dataclass(frozen=True)
+class InferenceOptions:
+    """How one image becomes labels: whole or tile by tile, with or without test-time augmentation."""
+
+    mode: str = "whole"  # whole | slide (pixelwise.engine.sliding)
+    slide: SlideOptions = field(default_factory=SlideOptions)
+    tta_scales: tuple[float, ...] = (1.0,)
+    tta_flip: bool = False
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+
+    def wrap(self, model: nn.Module) -> nn.Module:
+        """``model``, or its test-time augmentation when scales other than 1 or flips are asked for."""
+        if self.tta_scales == (1.0,) and not self.tta_flip:
+            return model
+        from pixelwise.engine.tta import TestTimeAugmentation
+
+        return TestTimeAugmentation(model, self.tta_scales, self.tta_flip)
+
+    def network(self, model: nn.Module) -> nn.Module:
+        """A module on normalised ``N x 3 x H x W`` inputs that does all of it (for evaluation):
+        each test-time scale and flip, in ``slide`` mode tile by tile (whole logits are held)."""
+        return self.wrap(SlidingWindow(model, self.slide) if self.mode == "slide" else model)
+
+    @property
+    def passes(self) -> int:
+        """Forward passes per image (tiles not counted)."""
+        return len(self.tta_scales) * (2 if self.tta_flip else 1)
+
+
+MODES = ("whole", "slide")
+
+
+class SlidingWindow(nn.Module):
+    """``model`` applied tile by tile (:func:`pixelwise.engine.tiling.predict_tiled`, linear blending)."""
+
+    def __init__(self, model: nn.Module, slide: SlideOptions) -> None:
+        super().__init__()
+        self.model, self.slide = model, slide
+
+    @property
+    def num_classes(self) -> int:
+        return self.model.num_classes
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from pixelwise.engine.tiling import predict_tiled
+
+        tile = self.slide.tile
+        overlap = tuple(side - stride for side, stride in zip(tile, self.slide.strides(), strict=True))
+        return predict_tiled(self.model, x, tile, overlap, self.model.num_classes)
 
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, image: np.ndarray, device: torch.device | str = "cpu",
-                   tile: tuple[int, int] | None = None) -> torch.Tensor:
+                   options: InferenceOptions | None = None) -> torch.Tensor:
     """Logits ``1 x C x H x W`` for one image at its own resolution (the model pads inside).
 
-    ``tile=(size, overlap)`` predicts tile by tile (:func:`pixelwise.engine.tiling.predict_tiled`),
-    for images too large for one pass; ``unet_original`` then uses the paper's overlap-tile scheme.
+    In ``slide`` mode this holds the whole logits too (for a CRF, say); only
+    :func:`predict_mask` and :func:`pixelwise.engine.sliding.slide_bands` keep memory bounded.
+    ``unet_original`` is tiled with the paper's overlap-tile scheme (:mod:`pixelwise.engine.tiling`).
     """
-    inputs = to_model_input(image, device)
-    if tile is None:
-        return model(inputs).float()
-    from pixelwise.engine.tiling import predict_tiled
-
-    return predict_tiled(model, inputs, tile[0], tile[1], model.num_classes).float()
+    options = options or InferenceOptions()
+    return options.network(model)(to_model_input(image, device)).float()
 
 
 def predict_mask(model: nn.Module, image: np.ndarray, device: torch.device | str = "cpu",
                  postprocess: LabelPostprocess | None = None,
-                 tile: tuple[int, int] | None = None) -> np.ndarray:
-    """The label map ``H x W`` (uint8 when the classes fit, int64 otherwise)."""
-    logits = predict_logits(model, image, device, tile)
-    labels = postprocess(logits, image) if postprocess else logits.argmax(1)[0]
-    labels = labels.cpu().numpy()
-    return labels.astype(np.uint8) if logits.shape[1] <= 255 else labels
+                 options: InferenceOptions | None = None) -> np.ndarray:
+    """The label map ``H x W`` (uint8 when the classes fit, int64 otherwise).
+
+    In ``slide`` mode without ``postprocess`` the image is predicted in bounded memory
+    (:func:`pixelwise.engine.sliding.slide_labels`); a CRF needs the whole logits.
+    """
+    options = options or InferenceOptions()
+    if options.mode == "slide" and postprocess is None and not isinstance(model, ValidConvolutionModel):
+        from pixelwise.engine.sliding import slide_labels
+
+        slide = options.slide
+        labels = slide_labels(options.wrap(model), image, tile=slide.tile, overlap=slide.overlap,
+                              tile_batch=slide.tile_batch, blend=slide.blend, device=device)
+        return labels.numpy() if model.num_classes <= 255 else labels.numpy().astype(np.int64)
+    logits = predict_logits(model, image, device, options)
+    return logits_to_labels(logits, image, postprocess)[0]
 
 
-def predict_files(model: nn.Module, images: Sequence[Path], output_dir: str | Path, *,
-                  palette: np.ndarray, class_names: Sequence[str] | None = None, overlay: bool = False,
-                  device: torch.device | str = "cpu", postprocess: LabelPostprocess | None = None,
-                  tile: tuple[int, int] | None = None, input_range: Sequence[float] | None = None,
-                  progress: bool = False) -> list[list[Path]]:
-    """Write ``NAME.png`` (index PNG with a palette) and optionally ``NAME_overlay.png`` per image;
-    returns the files written for each image. The names are planned, and refused where they would
-    overwrite an input or each other, before anything is written (:func:`plan_outputs`)."""
-    from tqdm.auto import tqdm
+def predict_batch(model: nn.Module, images: Sequence[np.ndarray], device: torch.device | str = "cpu",
+                  postprocess: LabelPostprocess | None = None,
+                  options: InferenceOptions | None = None) -> list[np.ndarray]:
+    """:func:`predict_mask` of several images; in ``whole`` mode, images of one size share a forward pass."""
+    options = options or InferenceOptions()
+    if options.mode != "whole" or len(images) == 1 or len({image.shape for image in images}) > 1:
+        return [predict_mask(model, image, device, postprocess, options) for image in images]
+    with torch.no_grad():
+        inputs = torch.cat([to_model_input(image, device) for image in images])
+        logits = options.wrap(model)(inputs).float()
+    return [logits_to_labels(logits[index:index + 1], image, postprocess)[0] for index, image in enumerate(images)]
 
-    from pixelwise.visualize import overlay as draw_overlay
-    from pixelwise.visualize import save_index_png
 
-    plan = plan_outputs(images, output_dir, (".png", "_overlay.png") if overlay else (".png",))
-    Path(output_dir).mkdir(parents=True, exist_ok=True)
-    model.eval()
-    for path, files in zip(tqdm(images, desc="predict", disable=not progress, unit="image"), plan, strict=True):
-        image = read_rgb(path, input_range)
-        mask = predict_mask(model, image, device, postprocess, tile)
-        save_index_png(mask, palette, files[0])
-        if overlay:
-            draw_overlay(image, mask, palette, class_names=class_names).save(files[1])
-    return plan
+def logits_to_labels(logits: torch.Tensor, image: np.ndarray, postprocess: LabelPostprocess | None) -> list[np.ndarray]:
+    """``N x C x H x W`` logits -> label maps (argmax, or ``postprocess`` given the uint8 image)."""
+    labels = postprocess(logits, image) if postprocess else logits.argmax(1)
+    labels = labels.reshape(-1, *labels.shape[-2:]).cpu().numpy()
+    return list(labels.astype(np.uint8) if logits.shape[1] <= 255 else labels)
 
 
 def dataset_figure(model: nn.Module, dataset: Sequence[dict], count: int, *, palette: np.ndarray,

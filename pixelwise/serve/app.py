@@ -10,10 +10,9 @@
   they load Swagger UI and ReDoc from a CDN.
 
 Every error is JSON ``{"detail": "one readable sentence", ...}``: 400 for a body that is not a
-multipart form, 413 for an upload over
-``max_upload_bytes`` or an image with a side over ``max_side`` pixels, 422 for anything that is not
-a readable image or a form this API does not take, 500 when a model fails on an image (the server
-goes on serving).
+multipart form, 413 for an upload over ``max_upload_bytes`` or an image with a side over
+``max_side`` pixels, 422 for anything that is not a readable image or a form this API does not
+take, 500 when a model fails on an image (the server goes on serving).
 
 (No ``from __future__ import annotations`` here: FastAPI reads the endpoints' annotations at run
 time, and one of them names a type built inside :func:`create_app`.)
@@ -22,6 +21,7 @@ time, and one of them names a type built inside :func:`create_app`.)
 import base64
 import enum
 import logging
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -50,6 +50,7 @@ STATIC = Path(__file__).parent / "static"
 MB = 1_000_000
 DEFAULT_MAX_UPLOAD_BYTES = 25 * MB
 DEFAULT_MAX_SIDE = 8192
+DEFAULT_MAX_CONCURRENT = 4
 # Room for the multipart framing and the small form fields around the file.
 FORM_OVERHEAD_BYTES = 64 * 1024
 CONTENT_SECURITY_POLICY = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
@@ -128,7 +129,7 @@ ERRORS = {400: {"model": ErrorResponse, "description": "a body that is not a rea
 # ----------------------------------------------------------------------------- middleware
 class BodyLimit:
     """Refuse request bodies over ``limit`` bytes with 413: at once when ``Content-Length`` says so,
-    else as soon as the streamed body passes the limit, so an oversized upload is never stored."""
+    else as soon as the streamed body passes the limit, so an oversized upload is never read in full."""
 
     def __init__(self, app: ASGIApp, limit: int, max_upload_bytes: int) -> None:
         self.app, self.limit, self.max_upload_bytes = app, limit, max_upload_bytes
@@ -194,14 +195,16 @@ def describe_bytes(count: int) -> str:
 
 # ----------------------------------------------------------------------------- the app
 def create_app(segmenters: Mapping[str, Segmenter], *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
-               max_side: int = DEFAULT_MAX_SIDE) -> FastAPI:
+               max_side: int = DEFAULT_MAX_SIDE, max_concurrent: int = DEFAULT_MAX_CONCURRENT) -> FastAPI:
     """The web app serving ``segmenters`` (name -> :class:`~pixelwise.serve.segmenters.Segmenter`,
-    e.g. from :func:`~pixelwise.serve.segmenters.load_segmenters`); the first is the default."""
+    e.g. from :func:`~pixelwise.serve.segmenters.load_segmenters`; the first is the default), with
+    uploads up to ``max_upload_bytes``, images up to ``max_side`` pixels a side, and at most
+    ``max_concurrent`` images in memory at once."""
     if not segmenters:
         raise ValueError("nothing to serve: give at least one checkpoint or classical method")
-    if max_upload_bytes < 1 or max_side < 1:
+    if min(max_upload_bytes, max_side, max_concurrent) < 1:
         raise ValueError(f"the limits must be positive, got max_upload_bytes={max_upload_bytes}, "
-                         f"max_side={max_side}")
+                         f"max_side={max_side}, max_concurrent={max_concurrent}")
     segmenters = dict(segmenters)
     default = next(iter(segmenters))
     app = FastAPI(title="pixelwise serve", version=__version__, docs_url=None, redoc_url=None,
@@ -223,6 +226,9 @@ def create_app(segmenters: Mapping[str, Segmenter], *, max_upload_bytes: int = D
                 "models": [segmenter.describe() for segmenter in segmenters.values()],
                 "limits": {"max_upload_bytes": max_upload_bytes, "max_side": max_side}}
 
+    # At most this many images decoded and segmented at once (each may be max_side x max_side);
+    # FastAPI runs the endpoint in a thread pool of 40, and the others wait here.
+    busy = threading.BoundedSemaphore(max_concurrent)
     # The names on offer, as an enum: the schema lists them, and FastAPI refuses any other.
     ModelName = enum.Enum("ModelName", [(f"model_{index}", name) for index, name in enumerate(segmenters)],
                           type=str)
@@ -241,27 +247,36 @@ def create_app(segmenters: Mapping[str, Segmenter], *, max_upload_bytes: int = D
         data = file.file.read(max_upload_bytes + 1)
         if len(data) > max_upload_bytes:
             return error_response(413, too_large_message(max_upload_bytes))
-        try:
-            image = decode_upload(data, file.filename, max_side=max_side)
-            result = segmenters[name].segment(image, crf=crf, segments=segments)
-        except UploadError as error:
-            return error_response(error.status, str(error))
-        except SegmenterFailed as error:
-            log.exception("POST /api/segment: %s", error)
-            return error_response(500, str(error))
-        except ValueError as error:  # a method's own check (k larger than the image, say)
-            return error_response(422, str(error))
-        from pixelwise.visualize import index_png_bytes
-
-        png = index_png_bytes(result.labels, result.palette)
-        height, width = result.labels.shape
-        return {"model": name, "kind": segmenters[name].kind, "crf": crf, "width": width, "height": height,
-                "classes": class_table(result.labels, result.classes, result.palette),
-                "label_png": base64.b64encode(png).decode("ascii"),
-                "inference_ms": round(result.seconds * 1000, 2),
-                "total_ms": round((time.perf_counter() - start) * 1000, 2)}
+        with busy:
+            return answer(name, segmenters[name], data, file.filename, crf=crf, segments=segments,
+                          max_side=max_side, start=start)
 
     return app
+
+
+def answer(name: str, segmenter: Segmenter, data: bytes, filename: str | None, *, crf: bool,
+           segments: int | None, max_side: int, start: float) -> dict[str, Any] | JSONResponse:
+    """The JSON answer of ``POST /api/segment`` for one upload to the segmenter served as ``name``,
+    or its error response; ``start`` is when the request's handling began."""
+    from pixelwise.visualize import index_png_bytes
+
+    try:
+        image = decode_upload(data, filename, max_side=max_side)
+        result = segmenter.segment(image, crf=crf, segments=segments)
+    except UploadError as error:
+        return error_response(error.status, str(error))
+    except SegmenterFailed as error:
+        log.exception("POST /api/segment: %s", error)
+        return error_response(500, str(error))
+    except ValueError as error:  # a method's own check (k larger than the image, say)
+        return error_response(422, str(error))
+    png = index_png_bytes(result.labels, result.palette)
+    height, width = result.labels.shape
+    return {"model": name, "kind": segmenter.kind, "crf": crf, "width": width, "height": height,
+            "classes": class_table(result.labels, result.classes, result.palette),
+            "label_png": base64.b64encode(png).decode("ascii"),
+            "inference_ms": round(result.seconds * 1000, 2),
+            "total_ms": round((time.perf_counter() - start) * 1000, 2)}
 
 
 def error_response(status: int, detail: str) -> JSONResponse:

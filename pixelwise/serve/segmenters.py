@@ -17,6 +17,7 @@ images at once on one CPU are no faster than one after the other).
 
 from __future__ import annotations
 
+import importlib.util
 import tempfile
 import threading
 import time
@@ -174,9 +175,7 @@ def classical_segmenters() -> list[ClassicalSegmenter]:
     """k-means (always) and SLIC (when scikit-image, the ``classical`` extra, is installed), with
     ``pixelwise segment``'s defaults: 8 clusters, 100 superpixels."""
     methods = [ClassicalSegmenter("kmeans", "k", default_segments=8)]
-    try:
-        import skimage.segmentation  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("skimage") is None:
         return methods
     return [*methods, ClassicalSegmenter("slic", "n_segments", default_segments=100)]
 

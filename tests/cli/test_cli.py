@@ -236,7 +236,7 @@ def test_train_with_crf_rnn_and_reload(folder_data, tmp_path):
 def test_predict_in_tiles_matches_whole_image_shape(trained_run, tmp_path):
     image = np.random.default_rng(1).integers(0, 255, (45, 70, 3), np.uint8)
     Image.fromarray(image).save(tmp_path / "big.png")
-    for name, extra in (("whole", []), ("tiled", ["--tile", "32", "--tile-overlap", "8"])):
+    for name, extra in (("whole", []), ("tiled", ["--tile", "32", "--overlap", "0.25"])):
         assert main(["predict", "--checkpoint", str(trained_run / "best.pt"), "--input", str(tmp_path / "big.png"),
                      "--output", str(tmp_path / name), *extra]) == 0
     whole = np.asarray(Image.open(tmp_path / "whole" / "big.png"))
@@ -275,11 +275,11 @@ def test_predict_gives_inputs_sharing_a_name_distinct_outputs(trained_run, tmp_p
         Image.fromarray(rng.integers(0, 255, (20, 30, 3), np.uint8)).save(photos / f"photo.{suffix}")
     Image.fromarray(rng.integers(0, 255, (20, 30, 3), np.uint8)).save(photos / "other.png")
     assert predict(trained_run, photos, tmp_path / "pred", "--overlay") == 0
-    written = sorted(path.name for path in (tmp_path / "pred").iterdir())
+    written = sorted(path.name for path in (tmp_path / "pred").iterdir() if not path.name.startswith("."))
     assert written == ["other.png", "other_overlay.png", "photo_jpg.png", "photo_jpg_overlay.png",
                        "photo_png.png", "photo_png_overlay.png"]
     printed = capsys.readouterr().out
-    assert "wrote 3 label maps and 3 overlays for 3 images" in printed
+    assert "wrote 3 label maps and 3 overlays for 3 of 3 images" in printed
     assert "photo.jpg -> photo_jpg.png" in printed and "photo.png -> photo_png.png" in printed
 
 
@@ -440,3 +440,14 @@ def test_models_lists_backbones_with_their_features(capsys):
     lines = capsys.readouterr().out.splitlines()
     resnet50 = next(line for line in lines if line.startswith("resnet50 "))
     assert "8,16,32" in resnet50 and resnet50.endswith("64@2 256@4 512@8 1024@16 2048@32")
+
+
+def test_evaluate_with_test_time_augmentation_reports_its_cost(trained_run, capsys):
+    assert main(["evaluate", "--checkpoint", str(trained_run / "best.pt"), "--no-progress"]) == 0
+    plain = capsys.readouterr().out
+    assert "inference: whole image, 1 forward pass per image;" in plain
+    assert main(["evaluate", "--checkpoint", str(trained_run / "best.pt"), "--no-progress",
+                 "--tta-scales", "0.75,1.0", "--tta-flip", "--mode", "slide", "--tile", "24"]) == 0
+    out = capsys.readouterr().out
+    assert "inference: sliding window 24x24, overlap 0.25, 4 forward passes per image (test-time scales 0.75,1; flips)" in out
+    assert "mIoU" in out

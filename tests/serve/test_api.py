@@ -56,6 +56,33 @@ def test_label_png_is_the_file_predict_writes(client, checkpoint, tmp_path, crf)
     assert (body["width"], body["height"], body["crf"], body["kind"]) == (72, 56, crf, "checkpoint")
 
 
+def sixteen_bit_png(path, pixels):
+    """``pixels`` (uint8 RGB) as a 16-bit grey PNG whose 8-bit reading is its first channel."""
+    Image.fromarray(pixels[..., 0].astype(np.uint16) * 257).save(path)
+
+
+def exif_rotated_jpeg(path, pixels):
+    """``pixels`` stored turned, with the EXIF orientation (6) that turns it back."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(np.rot90(pixels, 1).copy()).save(path, quality=95, exif=exif)
+
+
+@pytest.mark.parametrize("write, suffix", [(sixteen_bit_png, ".png"), (exif_rotated_jpeg, ".jpg")],
+                         ids=["16-bit PNG", "EXIF-rotated JPEG"])
+def test_uploads_are_read_as_predict_reads_files(client, checkpoint, tmp_path, write, suffix):
+    from pixelwise.data.scenes import generate_scene
+
+    (tmp_path / "in").mkdir()
+    path = tmp_path / "in" / f"scene{suffix}"
+    write(path, generate_scene(6, size=(40, 56)).image)
+    assert main(["predict", "--checkpoint", str(checkpoint), "--input", str(path), "--output",
+                 str(tmp_path / "out")]) == 0
+    body = segment(client, path.read_bytes(), name=path.name).json()
+    assert base64.b64decode(body["label_png"]) == (tmp_path / "out" / "scene.png").read_bytes()
+    assert (body["width"], body["height"]) == (56, 40)
+
+
 def test_class_table_counts_the_label_map(client):
     body = segment(client, scene_png(2, 64)).json()
     labels = labels_of(body)

@@ -10,6 +10,7 @@ it is also written to PATH (the README's is made with
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import socket
@@ -60,7 +61,7 @@ def server(segmenters):
 
 
 def test_page_segments_an_upload_in_chromium(server, tmp_path):
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     image = tmp_path / "scene.png"
     image.write_bytes(scene_png(11, (144, 192)))
@@ -84,12 +85,29 @@ def test_page_segments_an_upload_in_chromium(server, tmp_path):
             size = page.eval_on_selector("#overlay", "img => [img.naturalWidth, img.naturalHeight]")
             assert size == [192, 144]
 
-            page.fill("#opacity", "80")  # moves the slider and fires its input event
+            page.fill("#opacity", "45")  # moves the slider and fires its input event
             assert float(page.eval_on_selector("#overlay", "img => getComputedStyle(img).opacity")) == \
-                pytest.approx(0.8)
-            assert page.text_content("#opacity-value") == "80%"
+                pytest.approx(0.45)
+            assert page.text_content("#opacity-value") == "45%"
             assert page.is_hidden("#error")
             page.screenshot(path=str(tmp_path / "serve.png"))
+
+            # A dropped file, segmented by k-means (no CRF for it): the legend lists its segments.
+            page.select_option("#model", "kmeans")
+            assert page.is_disabled("#crf") and page.is_visible("#segments")
+            page.fill("#segments", "3")
+            dropped = base64.b64encode(scene_png(12, (40, 60))).decode()
+            page.evaluate("""data => {
+                const bytes = Uint8Array.from(atob(data), c => c.charCodeAt(0));
+                const transfer = new DataTransfer();
+                transfer.items.add(new File([bytes], "dropped.png", {type: "image/png"}));
+                document.dispatchEvent(new DragEvent("drop", {dataTransfer: transfer, bubbles: true}));
+            }""", dropped)
+            expect(page.locator("#timing")).to_contain_text("60 x 40 pixels")
+            page.wait_for_selector('#overlay[data-ready="true"]')
+            names = page.eval_on_selector_all("#legend tbody tr", "rows => rows.map(row => row.dataset.class)")
+            assert names == ["segment 1", "segment 2", "segment 3"]
+            assert page.text_content("#legend-total") == "100.0%"
         finally:
             browser.close()
     assert (tmp_path / "serve.png").stat().st_size > 10_000

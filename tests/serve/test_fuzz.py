@@ -29,10 +29,10 @@ EXAMPLES = 25  # per generation mode
 IMAGES = [scene_png(seed, size) for seed, size in ((0, 24), (1, (16, 40)), (2, 33))]
 
 
-@pytest.mark.reliability(fault="schemathesis: 50 requests generated from the app's OpenAPI schema, valid and invalid "
-                               "(random bytes or real images, wrong types, out-of-range numbers)",
-                         outcome="every answer is documented and matches its schema; none is a server error, and "
-                                 "every invalid request gets a 4xx")
+@pytest.mark.reliability(fault="schemathesis: 50 requests generated from the app's own OpenAPI schema, valid and "
+                               "invalid",
+                         outcome="every answer is documented and matches its schema; none is a 5xx, invalid ones "
+                                 "get a 4xx")
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=["valid", "invalid"])
 def test_api_conforms_to_its_schema(app, mode, record_inputs):
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)

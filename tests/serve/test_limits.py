@@ -35,7 +35,7 @@ def multipart(data: bytes, boundary: str = "pixelwise-test") -> bytes:
 
 
 @pytest.mark.reliability(fault="an upload over --max-upload-mb, with and without Content-Length",
-                         outcome="413 naming the limit and the flag, the body never stored; the next request works")
+                         outcome="413 naming the limit and its flag; a streamed body is cut off at the limit")
 def test_oversized_uploads_are_413(segmenters):
     limit = 20_000
     client = make_client(create_app(segmenters, max_upload_bytes=limit))

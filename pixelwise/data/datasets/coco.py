@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from pixelwise.data.datasets.base import (
     DatasetError,
@@ -83,6 +84,11 @@ def check_instances(dataset: dict[str, Any], path: Path) -> None:
                                    "expected a non-empty string")
         _none_twice(path, key, "id", [entry["id"] for entry in entries])
     _none_twice(path, "images", "file name stem", [Path(entry["file_name"]).stem for entry in sections["images"]])
+    limit = 2 * (Image.MAX_IMAGE_PIXELS or math.inf)  # what PIL refuses to open as a decompression bomb
+    for image in sections["images"]:
+        if image["height"] * image["width"] > limit:
+            raise DatasetError(f"{path}: image {image['id']} is said to be {image['width']}x{image['height']}, "
+                               f"more pixels than any image PIL opens ({limit:.0f})")
     known = {category["id"] for category in sections["categories"]}
     for ann in sections["annotations"]:
         if ann["category_id"] not in known:

@@ -39,7 +39,7 @@ async function loadModels() {
       const option = document.createElement("option");
       option.value = model.name;
       option.textContent = model.kind === "checkpoint"
-        ? `${shortPath(model.name)} (${model.architecture}, ${model.classes.length} classes)` : model.name;
+        ? `${shortPath(model.name)} (${model.architecture})` : model.name;
       option.title = model.name;
       option.selected = model.name === info.default;
       group.append(option);
@@ -149,7 +149,8 @@ function render(result) {
   $("legend-total").textContent = `${total.toFixed(1)}%`;
   $("timing").textContent = `inference ${result.inference_ms.toFixed(1)} ms (request ${result.total_ms.toFixed(1)} ms) · ` +
     `${result.width} x ${result.height} pixels`;
-  $("status").textContent = `${result.model}${result.crf ? " + dense CRF" : ""}`;
+  $("status").textContent = `${shortPath(result.model)}${result.crf ? " + dense CRF" : ""}`;
+  $("status").title = result.model;
 }
 
 function setOpacity() {
