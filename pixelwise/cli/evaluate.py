@@ -45,8 +45,10 @@ def run(args: argparse.Namespace) -> int:
     from torch.utils.data import DataLoader
 
     from pixelwise.data import DatasetError, build_dataset
+    from pixelwise.data.sampling import EpochSampler, SeededDataset
     from pixelwise.data.transforms import eval_transforms
     from pixelwise.engine import evaluate
+    from pixelwise.engine.builders import distributed_rank_and_size
     from pixelwise.metrics import format_table
 
     options = inference_options(args)
@@ -65,13 +67,17 @@ def run(args: argparse.Namespace) -> int:
         raise DatasetError(f"{error}\n(data_root {root!r} comes from {args.checkpoint}, which stored it relative to "
                            f"the folder training ran in; pass --data-root)") from error
     check_classes(dataset.classes, checkpoint, args.checkpoint)
-    loader = DataLoader(dataset, batch_size=1)
+    rank, world_size = distributed_rank_and_size(device)  # under torchrun: each process scores a shard
+    sampler = EpochSampler(len(dataset), shuffle=False, rank=rank, world_size=world_size)  # as the trainer's
+    loader = DataLoader(SeededDataset(dataset), batch_size=1, sampler=sampler)
     hooks = crf_hooks(with_recipe_crf(args, trained))
     started = time.perf_counter()
     metrics = evaluate(options.network(model), loader, num_classes=checkpoint["num_classes"],
                        ignore_index=dataset.ignore_index, device=device,
                        postprocess=hooks.evaluate if hooks else None, progress=not args.no_progress)
     seconds = time.perf_counter() - started
+    if rank != 0:  # the scores are the sum over all processes; one of them reports
+        return 0
     print(format_table(metrics, list(dataset.classes)))
     print(describe_cost(options, seconds, len(dataset)))
     if args.json:

@@ -42,7 +42,9 @@ SWITCHES = {
     "elastic": "elastic deformation (U-Net paper augmentation)",
     "crf_rnn": "append a CRF-as-RNN layer to the model and train it end to end",
     "skip_nonfinite": "skip (and count) steps whose loss is NaN or infinite instead of stopping",
-    "skip_bad_samples": "leave out (and count) samples whose files cannot be read instead of stopping",
+    "skip_bad_samples": "replace (in training) or leave out (in evaluation) samples whose files cannot be read, and count "
+                        "them, instead of stopping",
+    "sync_bn": "under torchrun on GPUs, batch-norm statistics over all processes; unset: on for 2+ GPUs",
 }
 
 
@@ -56,6 +58,8 @@ def _default(name: str) -> str:
     value = field.default if field.default is not MISSING else field.default_factory()
     if isinstance(value, (tuple, list)):
         value = " ".join(map(str, value))
+    if value is None:
+        value = "unset"
     return f" (default: {value})"
 
 

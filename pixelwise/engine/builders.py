@@ -187,7 +187,7 @@ def build_trainer(config: TrainConfig, *, resume: str | Path | None = None, over
     if report and rank == 0:
         print(report, file=sys.stderr)
     model = model.to(device)
-    model = _wrap_distributed(model, device, world_size)  # before the optimizer: SyncBN makes new params
+    model = _wrap_distributed(model, device, world_size, config.sync_bn)  # before the optimizer: SyncBN makes new params
     steps_per_epoch = _batches_per_epoch(len(train_set), config.batch_size, world_size)
     total_iters = config.epochs * steps_per_epoch
     optimizer = build_optimizer(model, config.optimizer, lr=config.lr, weight_decay=config.weight_decay,
@@ -390,10 +390,16 @@ def _collate(config: TrainConfig) -> Any:
     return collate_skipping if config.skip_bad_samples else None
 
 
-def _wrap_distributed(model: nn.Module, device: torch.device, world_size: int) -> nn.Module:
+def _wrap_distributed(model: nn.Module, device: torch.device, world_size: int, sync_bn: bool | None) -> nn.Module:
+    """DDP for several processes, with batch-norm statistics over all of them (SyncBatchNorm) when
+    ``sync_bn`` asks or, unset, on GPUs. One process is never wrapped nor converted."""
     if world_size == 1:
         return model
     if device.type != "cuda":  # gloo on CPU: PyTorch's SyncBatchNorm is CUDA-only
+        if sync_bn:
+            raise ValueError("--sync-bn needs CUDA devices (PyTorch's SyncBatchNorm runs on GPUs only); "
+                             "on CPUs each process keeps its own batch-norm statistics: drop --sync-bn")
         return nn.parallel.DistributedDataParallel(model)
-    model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    if sync_bn is not False:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     return nn.parallel.DistributedDataParallel(model, device_ids=[device.index])

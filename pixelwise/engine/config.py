@@ -80,6 +80,9 @@ class TrainConfig:
     log_every: int = 10
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    # Batch-norm statistics over all processes under torchrun (SyncBatchNorm, GPUs only); unset: on
+    # for several GPUs, off otherwise. A single process is never converted.
+    sync_bn: bool | None = None
     out: str = "runs/train"
 
     def __post_init__(self) -> None:
