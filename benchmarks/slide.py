@@ -4,6 +4,7 @@ Each measurement runs in a fresh process (peak RSS is a process-wide high-water 
 
     python benchmarks/slide.py                   # 2048, 4096, 8192 squares, fcn8s_tiny, 21 classes
     python benchmarks/slide.py --sizes 2048 --model unet --model-arg base_width=16
+    python benchmarks/slide.py --sizes 2048 --windowed 8192x8192,2048x32768   # TIFFs read/written by window
 
 Whole-image inference would hold C x H x W float logits (5.6 GB at 8192x8192 with 21 classes)
 plus the network's activations at full size; it is measured only where it fits (--whole-up-to).
@@ -22,28 +23,43 @@ import numpy as np, torch
 from pixelwise.models import create_model
 from pixelwise.engine.inference import to_model_input
 from pixelwise.engine.sliding import slide_labels
-size, mode, name, kwargs, threads, tile_batch = (int(sys.argv[1]), sys.argv[2], sys.argv[3], json.loads(sys.argv[4]),
+size, mode, name, kwargs, threads, tile_batch = (json.loads(sys.argv[1]), sys.argv[2], sys.argv[3], json.loads(sys.argv[4]),
                                                  int(sys.argv[5]), int(sys.argv[6]))
 torch.set_num_threads(threads)
 torch.manual_seed(0)
 model = create_model(name, num_classes=21, **kwargs).eval()
-image = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
+if mode == "windowed":  # a tiled BigTIFF of size[0] x size[1], written tile by tile (never whole in memory)
+    import tempfile, tifffile
+    from pixelwise.engine.rasters import predict_raster
+    from pixelwise.engine.sliding import SlideOptions
+    from pixelwise.visualize import default_palette
+    height, width = size
+    block = np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8)
+    folder = tempfile.mkdtemp()
+    tiles = (np.roll(block, index, 0) for index in range(-(-height // 256) * -(-width // 256)))
+    tifffile.imwrite(f"{folder}/in.tif", tiles, shape=(height, width, 3), dtype=np.uint8, tile=(256, 256),
+                     bigtiff=True, photometric="rgb")
+else:
+    image = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 start = time.perf_counter()
 with torch.inference_mode():
     if mode == "whole":
         labels = model(to_model_input(image)).argmax(1)[0].to(torch.uint8)
-    else:
+    elif mode == "slide":
         labels = slide_labels(model, image, tile=(512, 512), overlap=0.25, tile_batch=tile_batch)
+    else:
+        predict_raster(model, f"{folder}/in.tif", f"{folder}/labels.tif", palette=default_palette(21),
+                       options=SlideOptions((512, 512), 0.25, tile_batch))
 seconds = time.perf_counter() - start
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"size": size, "mode": mode, "seconds": seconds, "peak_rss_mib": peak / 1024,
+print(json.dumps({"size": size if isinstance(size, int) else "x".join(map(str, size)), "mode": mode, "seconds": seconds, "peak_rss_mib": peak / 1024,
                   "rss_before_mib": before / 1024}))
 """
 
 
-def measure(size: int, mode: str, model: str, kwargs: dict, threads: int, tile_batch: int) -> dict:
-    result = subprocess.run([sys.executable, "-c", CHILD, str(size), mode, model, json.dumps(kwargs), str(threads),
+def measure(size, mode: str, model: str, kwargs: dict, threads: int, tile_batch: int) -> dict:
+    result = subprocess.run([sys.executable, "-c", CHILD, json.dumps(size), mode, model, json.dumps(kwargs), str(threads),
                              str(tile_batch)],
                             capture_output=True, text=True)
     if result.returncode != 0:
@@ -59,6 +75,8 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--tile-batch", type=int, default=2, help="tiles per forward pass (default 2)")
     parser.add_argument("--whole-up-to", type=int, default=2048, help="largest side also run whole (default 2048)")
+    parser.add_argument("--windowed", default="", metavar="HxW,...",
+                        help="also label tiled BigTIFFs of these sizes window by window (e.g. 8192x8192,2048x32768)")
     args = parser.parse_args()
     import yaml
 
@@ -75,6 +93,13 @@ def main() -> int:
                 continue
             ratio = f"{row['seconds'] / whole['seconds']:.2f}x" if whole and "error" not in whole else ""
             print(f"{size:>6}  {row['mode']:<6} {row['seconds']:>8.1f} {row['peak_rss_mib']:>13.0f}  {ratio:>9}")
+    for text in filter(None, args.windowed.split(",")):
+        row = measure([int(side) for side in text.split("x")], "windowed", args.model, kwargs, args.threads,
+                      args.tile_batch)
+        if "error" in row:
+            print(f"{text}  windowed failed: {row['error']}")
+        else:
+            print(f"{text}  windowed {row['seconds']:>8.1f} {row['peak_rss_mib']:>13.0f}  (read and written window by window)")
     return 0
 
 

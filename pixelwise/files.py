@@ -34,7 +34,8 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object], what: st
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
-        with os.fdopen(handle, "wb") as file:
+        os.close(handle)
+        with open(temp_name, "wb") as file:  # a named file: some writers (tifffile) want its name
             write(file)
             file.flush()
             os.fsync(file.fileno())

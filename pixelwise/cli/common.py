@@ -41,6 +41,17 @@ def add_input_range(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input-range", type=input_range, default=None, metavar="LOW,HIGH",
                         help="the values that map to black and white, for images whose range their type does "
                              "not imply (default: 0..255 for 8-bit, 0..65535 for 16-bit, 0..1 for float images)")
+    parser.add_argument("--max-image-pixels", type=int, default=None, metavar="N",
+                        help="read images of up to N pixels (0: any size); the default refuses more than "
+                             "178,956,970, PIL's guard against decompression bombs")
+
+
+def apply_max_image_pixels(args: argparse.Namespace) -> None:
+    """``--max-image-pixels``, for this process and the loader workers it starts."""
+    if getattr(args, "max_image_pixels", None) is not None:
+        from pixelwise.data.io import set_max_image_pixels
+
+        set_max_image_pixels(args.max_image_pixels)
 
 
 def tile_size(text: str) -> tuple[int, int]:

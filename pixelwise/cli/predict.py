@@ -9,6 +9,7 @@ import sys
 from pixelwise.cli.common import (
     add_crf,
     add_device,
+    apply_max_image_pixels,
     add_inference,
     add_input_range,
     crf_hooks,
@@ -31,6 +32,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--overwrite", action="store_true", help="predict again images whose outputs exist")
     parser.add_argument("--batch-size", type=int, default=4, help="images of one size per forward pass (default 4)")
     parser.add_argument("--num-workers", type=int, default=2, help="image-decoding processes (default 2)")
+    parser.add_argument("--windowed", action="store_true",
+                        help="TIFFs larger than memory: read window by window, labelled tile by tile (slide "
+                             "mode), written as NAME.tif (tiled palette BigTIFF) window by window")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_inference(parser)
     add_input_range(parser)
@@ -45,19 +49,29 @@ def run(args: argparse.Namespace) -> int:
     from pixelwise.engine.inference import describe_renames, list_images
     from pixelwise.engine.predictor import describe_options
 
+    apply_max_image_pixels(args)
     options = inference_options(args)
+    if args.windowed:
+        from dataclasses import replace
+
+        options = replace(options, mode="slide")
     hooks = crf_hooks(args)
     model, checkpoint, device = load_checkpoint_model(args)
     images = list_images(args.input)
     rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     manifest = describe_options(args.checkpoint, options, crf=hooks is not None, overlay=args.overlay,
+                                windowed=args.windowed,
                                 input_range=list(args.input_range) if args.input_range else None)
-    summary = predict_files(model, images, args.output, palette=checkpoint_palette(checkpoint),
-                            class_names=checkpoint["classes"], overlay=args.overlay, device=device,
-                            postprocess=hooks.predict if hooks else None, options=options,
-                            input_range=args.input_range, batch_size=args.batch_size, num_workers=args.num_workers,
-                            overwrite=args.overwrite, manifest=manifest, rank=rank, world_size=world_size,
-                            progress=not args.no_progress and rank == 0)
+    if args.windowed:
+        summary = predict_windowed(args, model, images, checkpoint, options, hooks, device, manifest, rank,
+                                   world_size)
+    else:
+        summary = predict_files(model, images, args.output, palette=checkpoint_palette(checkpoint),
+                                class_names=checkpoint["classes"], overlay=args.overlay, device=device,
+                                postprocess=hooks.predict if hooks else None, options=options,
+                                input_range=args.input_range, batch_size=args.batch_size,
+                                num_workers=args.num_workers, overwrite=args.overwrite, manifest=manifest,
+                                rank=rank, world_size=world_size, progress=not args.no_progress and rank == 0)
     where = f"process {rank} of {world_size}: " if world_size > 1 else ""
     print(f"{where}{summary.line(args.overlay)} -> {args.output}")
     if rank == 0 and (renamed := describe_renames(images, summary.plan)):
@@ -65,3 +79,22 @@ def run(args: argparse.Namespace) -> int:
     for image, reason in summary.failed:
         print(f"failed: {image}: {reason}", file=sys.stderr)
     return 1 if summary.failed else 0
+
+
+def predict_windowed(args: argparse.Namespace, model, images, checkpoint: dict, options, hooks, device, manifest,
+                     rank: int, world_size: int):
+    """``--windowed``: TIFFs only, in slide mode, without overlays or a CRF (both need the whole image)."""
+    from pixelwise.engine.checkpoint import checkpoint_palette
+    from pixelwise.engine.predictor import predict_rasters
+
+    others = [str(path) for path in images if path.suffix.lower() not in (".tif", ".tiff")]
+    if others:
+        raise ValueError(f"--windowed reads TIFFs window by window; not TIFFs: {', '.join(others[:5])}")
+    if args.overlay or hooks is not None:
+        raise ValueError("--windowed writes label maps only: --overlay and --crf need the whole image in memory")
+    if args.mode == "whole":
+        raise ValueError("--windowed predicts tile by tile: drop --mode whole")
+    return predict_rasters(model, images, args.output, palette=checkpoint_palette(checkpoint),
+                           options=options, device=device, input_range=args.input_range,
+                           overwrite=args.overwrite, manifest=manifest, rank=rank, world_size=world_size,
+                           progress=not args.no_progress and rank == 0)

@@ -11,7 +11,7 @@ import inspect
 from pathlib import Path
 from typing import Any
 
-from pixelwise.cli.common import add_input_range
+from pixelwise.cli.common import add_input_range, apply_max_image_pixels
 
 # Method options: flag -> keyword argument of the method (the dest). A flag is passed on only
 # when given, so each method keeps its own defaults; one given to a method without that
@@ -87,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
     from pixelwise.classical.superpixels import draw_boundaries, mean_color_image, save_label_png, segment
     from pixelwise.engine.inference import describe_renames, list_images, plan_outputs, read_rgb
 
+    apply_max_image_pixels(args)
     options = method_options(args)
     images = list_images(args.input)
     plan = plan_outputs(images, args.output, (".png", "_segments.png"))

@@ -96,15 +96,37 @@ def read_oriented(path: str | Path, *, input_range: Sequence[float] | None = Non
         # Decoded first: a PNG's EXIF lookup loads the pixels itself, and exif_transposition would
         # swallow a broken data stream, leaving a half-decoded image to be read as valid.
         with open_decoded(path) as image:
+            if _unsigned_32_bit_tiff(image):  # tifffile reads them as they are
+                raise ValueError("PIL reads 32-bit unsigned TIFF samples as signed (3e9 as -1.29e9)")
             transposition = exif_transposition(image)
             if transposition is not None:
                 image = image.transpose(transposition)
             pixels, mode = _pixels(image), image.mode
+    except Image.DecompressionBombError as error:
+        raise ImageReadError(too_many_pixels(path, error)) from error
     except READ_ERRORS as error:
         if path.suffix.lower() not in TIFF_SUFFIXES:
             raise ImageReadError(f"cannot read image {path}: {error}") from error
         pixels, mode, transposition = _read_tiff(path, error), "tifffile", None
     return to_rgb8(pixels, path, mode, input_range), transposition
+
+
+def too_many_pixels(path: Path, error: Exception) -> str:
+    """What to do about an image over PIL's decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``)."""
+    import re
+
+    counts = [int(n) for n in re.findall(r"\d+", str(error))[:2]]
+    size = f"{counts[0]:,} pixels, over" if counts else "more pixels than"
+    limit = f" of {counts[1]:,}" if len(counts) > 1 else ""
+    return (f"image {path} has {size} the limit{limit} that guards against "
+            "decompression bombs (a small file that decodes to a huge image); if you trust the file, pass "
+            f"--max-image-pixels {counts[0] if counts else 'N'} (0: no limit)")
+
+
+def set_max_image_pixels(limit: int | None) -> None:
+    """The most pixels an image may decode to (PIL's guard against decompression bombs; its default
+    is 89,478,485, and twice that is refused); 0 or None: no limit."""
+    Image.MAX_IMAGE_PIXELS = int(limit) if limit else None
 
 
 def read_image(path: str | Path, *, input_range: Sequence[float] | None = None) -> np.ndarray:
@@ -162,6 +184,17 @@ def orient_like(array: np.ndarray, transposition: Image.Transpose | None) -> np.
     # A copy, not np.ascontiguousarray: that keeps a view whose size-1 axis has a negative stride
     # (a 1-pixel-high mask flipped top to bottom), which torch.from_numpy refuses.
     return operations[transposition](array).copy()
+
+
+def _unsigned_32_bit_tiff(image: Image.Image) -> bool:
+    """A TIFF of 32-bit unsigned samples, which PIL opens as signed mode "I": values from 2^31 on
+    would come out negative (SampleFormat 1, unsigned, is the TIFF default)."""
+    if image.format != "TIFF" or image.mode != "I":
+        return False
+    bits, sample_format = image.tag_v2.get(258, 32), image.tag_v2.get(339, 1)
+    bits = bits[0] if isinstance(bits, tuple) else bits
+    sample_format = sample_format[0] if isinstance(sample_format, tuple) else sample_format
+    return bits == 32 and sample_format == 1
 
 
 def _pixels(image: Image.Image) -> np.ndarray:

@@ -123,7 +123,7 @@ class ElasticTransform(v2.ElasticTransform):
     def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
         height, width = query_size(flat_inputs)
         displacement = []
-        for axis, (sigma, alpha, side) in enumerate(zip(self.sigma, self.alpha, (width, height))):
+        for sigma, alpha, side in zip(self.sigma, self.alpha, (width, height)):  # dx, then dy
             noise = torch.rand(1, 1, height, width) * 2 - 1
             if sigma > 0.0:
                 kernel = int(8 * sigma + 1) | 1  # odd, as torchvision makes it

@@ -249,8 +249,7 @@ class _Loader(yaml.SafeLoader):
                 break
             if duplicate:
                 raise yaml.constructor.ConstructorError(
-                    "while constructing a mapping", node.start_mark,
-                    f"found the key {key!r} twice (first on line {seen[key].start_mark.line + 1})",
+                    None, None, f"found the key {key!r} twice (first on line {seen[key].start_mark.line + 1})",
                     key_node.start_mark)
             seen[key] = key_node
         return super().construct_mapping(node, deep=deep)
@@ -272,9 +271,12 @@ def parse_yaml(text: str | bytes, source: str = "<text>") -> Any:
     try:
         return yaml.load(text, Loader=_Loader)
     except yaml.MarkedYAMLError as error:
-        mark = error.problem_mark or error.context_mark
+        mark, start = error.problem_mark or error.context_mark, error.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "somewhere"
-        problem = " ".join(str(part) for part in (error.context, error.problem) if part)
+        context = error.context or ""
+        if context and start is not None and mark is not None and start.line != mark.line:
+            context += f" (from line {start.line + 1})"  # an unclosed bracket: where it was opened
+        problem = " ".join(str(part) for part in (context, error.problem) if part)
         raise ConfigError(f"{source}: not valid YAML at {where}: {problem}") from None
     except yaml.YAMLError as error:  # undecodable bytes, characters YAML does not allow
         raise ConfigError(f"{source}: not valid YAML: {' '.join(str(error).split())}") from None

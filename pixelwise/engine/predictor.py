@@ -81,17 +81,9 @@ def predict_files(model: nn.Module, images: Sequence[Path], output_dir: str | Pa
     from tqdm.auto import tqdm
 
     started = time.perf_counter()
-    plan = plan_outputs(images, output_dir, (".png", "_overlay.png") if overlay else (".png",))
-    output_dir = Path(output_dir)
-    check_manifest(output_dir, manifest, overwrite=overwrite)
-    summary = PredictSummary(plan=plan)
-    mine = list(range(rank, len(images), world_size))
-    todo = [index for index in mine if overwrite or not all(path.exists() for path in plan[index])]
-    summary.skipped = len(mine) - len(todo)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    if rank == 0 and manifest is not None:
-        atomic_write(output_dir / MANIFEST, lambda file: file.write(json.dumps(manifest, indent=2).encode()),
-                     "prediction manifest")
+    endings = (".png", "_overlay.png") if overlay else (".png",)
+    summary, todo = prepare_outputs(images, output_dir, endings, manifest, overwrite, rank, world_size)
+    plan = summary.plan
     model.eval()
     paths = [images[index] for index in todo]
     loader = DataLoader(ImageFiles(paths, input_range), batch_size=None, num_workers=num_workers)
@@ -104,6 +96,50 @@ def predict_files(model: nn.Module, images: Sequence[Path], output_dir: str | Pa
                 summary.done += 1
         bar.update(len(group))
     bar.close()
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def prepare_outputs(images: Sequence[Path], output_dir: str | Path, endings: Sequence[str],
+                    manifest: dict[str, Any] | None, overwrite: bool, rank: int,
+                    world_size: int) -> tuple[PredictSummary, list[int]]:
+    """Plan every output, check the folder's manifest, and pick this process's images whose outputs
+    are missing (all of its share with ``overwrite``): ``(summary with plan and skipped, indices)``."""
+    plan = plan_outputs(images, output_dir, endings)
+    output_dir = Path(output_dir)
+    check_manifest(output_dir, manifest, overwrite=overwrite)
+    mine = range(rank, len(images), world_size)
+    todo = [index for index in mine if overwrite or not all(path.exists() for path in plan[index])]
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if rank == 0 and manifest is not None:
+        atomic_write(output_dir / MANIFEST, lambda file: file.write(json.dumps(manifest, indent=2).encode()),
+                     "prediction manifest")
+    return PredictSummary(skipped=len(mine) - len(todo), plan=plan), todo
+
+
+def predict_rasters(model: nn.Module, images: Sequence[Path], output_dir: str | Path, *, palette: np.ndarray,
+                    options: InferenceOptions, device: torch.device | str = "cpu",
+                    input_range: Sequence[float] | None = None, overwrite: bool = False,
+                    manifest: dict[str, Any] | None = None, rank: int = 0, world_size: int = 1,
+                    progress: bool = False) -> PredictSummary:
+    """``NAME.tif`` label maps of TIFFs larger than memory, each read and written window by window
+    (:func:`pixelwise.engine.rasters.predict_raster`); skipping, sharding and failures as
+    :func:`predict_files`."""
+    from tqdm.auto import tqdm
+
+    from pixelwise.engine.rasters import predict_raster
+
+    started = time.perf_counter()
+    summary, todo = prepare_outputs(images, output_dir, (".tif",), manifest, overwrite, rank, world_size)
+    plan = summary.plan
+    network = options.wrap(model.eval())
+    for index in tqdm(todo, desc="predict (windowed)", unit="image", disable=not progress):
+        try:
+            predict_raster(network, images[index], plan[index][0], palette=palette, options=options.slide,
+                           device=device, input_range=input_range)
+            summary.done += 1
+        except Exception as error:  # one bad file never stops the batch
+            summary.failed.append((str(images[index]), f"{type(error).__name__}: {error}"))
     summary.seconds = time.perf_counter() - started
     return summary
 

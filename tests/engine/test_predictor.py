@@ -104,3 +104,56 @@ def test_processes_share_the_images_between_them(checkpoint, photos, tmp_path, m
 def test_removed_tile_overlap_flag_says_what_replaced_it(checkpoint, photos, tmp_path, capsys):
     assert predict(checkpoint, photos, tmp_path / "out", "--tile", "16", "--tile-overlap", "4") == 2
     assert "--tile-overlap PIXELS is now --overlap FRACTION" in capsys.readouterr().err
+
+
+@pytest.mark.reliability(fault="an image over PIL's decompression-bomb limit",
+                         outcome="refused with the pixel count and the flag that allows it (--max-image-pixels)")
+def test_images_over_the_decompression_bomb_limit_name_the_flag(checkpoint, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # restored after the test: 2 x 100 px are refused
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(tmp_path / "big.png")
+    assert predict(checkpoint, tmp_path / "big.png", tmp_path / "out") == 1
+    err = capsys.readouterr().err
+    assert "has 600 pixels, over the limit of 200 that guards against decompression bombs" in err
+    assert "pass --max-image-pixels 600 (0: no limit)" in err
+    assert predict(checkpoint, tmp_path / "big.png", tmp_path / "out", "--max-image-pixels", "600") == 0
+
+
+def test_windowed_tiffs_match_the_in_memory_sliding_window(checkpoint, tmp_path):
+    tifffile = pytest.importorskip("tifffile")
+    pytest.importorskip("zarr")
+    pixels = np.random.default_rng(3).integers(0, 256, (150, 230, 3), np.uint8)
+    tifffile.imwrite(tmp_path / "scan.tif", pixels, bigtiff=True, tile=(64, 64), compression="zlib")
+    flags = ["--tile", "64", "--overlap", "0.25"]
+    assert predict(checkpoint, tmp_path / "scan.tif", tmp_path / "windowed", "--windowed", *flags) == 0
+    assert predict(checkpoint, tmp_path / "scan.tif", tmp_path / "memory", "--mode", "slide", *flags) == 0
+    labels = tifffile.imread(tmp_path / "windowed" / "scan.tif")
+    assert np.array_equal(labels, np.asarray(Image.open(tmp_path / "memory" / "scan.png")))
+    with tifffile.TiffFile(tmp_path / "windowed" / "scan.tif") as tiff:
+        assert tiff.is_bigtiff and tiff.pages[0].is_tiled and tiff.pages[0].photometric == 3  # palette
+
+
+def test_windowed_blocks_agree_with_the_whole_image_for_a_pointwise_model(tmp_path):
+    tifffile = pytest.importorskip("tifffile")
+    pytest.importorskip("zarr")
+    import torch
+
+    from pixelwise.engine.inference import to_model_input
+    from pixelwise.engine.rasters import predict_raster
+    from pixelwise.engine.sliding import SlideOptions
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 1), torch.nn.ReLU(), torch.nn.Conv2d(8, 5, 1)).eval()
+    model.num_classes = 5
+    pixels = np.random.default_rng(0).integers(0, 256, (300, 1000, 3), np.uint8)
+    tifffile.imwrite(tmp_path / "wide.tif", pixels, bigtiff=True, tile=(64, 64))
+    out = predict_raster(model, tmp_path / "wide.tif", tmp_path / "labels.tif", palette=np.zeros((5, 3), np.uint8),
+                         options=SlideOptions((64, 64), 0.25, 2), block_width=256)  # 4 column blocks
+    with torch.no_grad():
+        whole = model(to_model_input(pixels)).argmax(1)[0].numpy()
+    assert np.array_equal(tifffile.imread(out), whole)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.tif", "wide.tif"]  # no temporary left
+
+
+def test_windowed_refuses_what_needs_the_whole_image(checkpoint, photos, tmp_path, capsys):
+    assert predict(checkpoint, photos, tmp_path / "out", "--windowed") == 2
+    assert "--windowed reads TIFFs window by window; not TIFFs:" in capsys.readouterr().err

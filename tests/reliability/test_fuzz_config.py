@@ -34,7 +34,8 @@ VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=3) | st.di
 
 def expected_type(name: str, value: object) -> bool:
     """The type every accepted value must have once in the config (independent of the checks)."""
-    default = FIELDS[name].default if FIELDS[name].default is not dataclasses.MISSING else FIELDS[name].default_factory()
+    field = FIELDS[name]
+    default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
     if name == "crop":
         return (isinstance(value, int) and value >= 1) or (isinstance(value, tuple) and len(value) == 2
                                                            and all(isinstance(v, int) and v >= 1 for v in value))
@@ -84,7 +85,8 @@ def test_wrong_values_are_refused_by_key(record_inputs, name, value):
     assert expected_type(name, getattr(config, name)), (name, value, getattr(config, name))
 
 
-@pytest.mark.reliability(fault="a recipe key that is not a name (1: 2) or unknown", outcome="refused by name, with the close valid key")
+@pytest.mark.reliability(fault="a recipe key that is not a name (1: 2) or unknown",
+                         outcome="refused by name, with the close valid key")
 @FIXTURE_OK
 @given(key=st.integers() | st.text(max_size=10) | st.none() | st.booleans())
 @example(key=1)  # was a TypeError inside difflib
@@ -144,11 +146,13 @@ def test_yaml_documents_load_or_raise_config_error(tmp_path, record_inputs, text
         assert str(error).startswith(f"{path}: "), error
 
 
-@pytest.mark.reliability(fault="a syntax error on line 3 of a recipe", outcome="a ConfigError naming the file, line 3 and the problem")
+@pytest.mark.reliability(fault="a recipe with an unclosed [ on line 3, a key given twice, bytes that are not UTF-8",
+                         outcome="a ConfigError naming the file, the line and the problem")
 def test_malformed_yaml_names_the_file_and_line(tmp_path):
     path = tmp_path / "recipe.yaml"
     path.write_text("model: unet\nepochs: 3\nscale: [0.5, 2.0\nlr: 0.1\n")
-    with pytest.raises(ConfigError, match=rf"^{path}: not valid YAML at line 4, column 3"):
+    with pytest.raises(ConfigError, match=rf"^{path}: not valid YAML at line 4, column 3: while parsing a flow "
+                                          r"sequence \(from line 3\) expected ',' or '\]'"):
         TrainConfig.from_yaml(path)
     path.write_text("model: unet\nepochs: 3\nmodel: fcn8s\n")
     with pytest.raises(ConfigError, match=r"line 3, column 1: .*key 'model' twice \(first on line 1\)"):
@@ -168,7 +172,8 @@ def test_shipped_recipes_hold_numbers_where_numbers_belong(path):
         assert expected_type(field.name, getattr(config, field.name)), (path.name, field.name)
 
 
-@pytest.mark.reliability(fault="valid recipes dumped to YAML and read back", outcome="the same recipe, for every one generated")
+@pytest.mark.reliability(fault="valid recipes dumped to YAML and read back",
+                         outcome="the same recipe, for every one generated")
 @FIXTURE_OK
 @given(epochs=st.integers(1, 10**6), lr=st.floats(1e-12, 10.0), weight_decay=st.floats(0, 1.0),
        crop=st.integers(1, 4096) | st.tuples(st.integers(1, 4096), st.integers(1, 4096)),

@@ -89,8 +89,9 @@ def make_image(mode: str, height: int, width: int, rng: np.random.Generator, flo
 
 
 def expected_pixels(path: Path, image: Image.Image, suffix: str, input_range) -> np.ndarray | str:
-    """What read_image must give for the file just written from ``image``, or the words its refusal
-    must contain. Lossless formats: from the pixels written; lossy ones (JPEG, CMYK): PIL's decode."""
+    """What read_image must give for the file just written from ``image`` (uint8, or the exact float
+    level for the modes it scales), or the words its refusal must contain. Lossless formats: from the
+    pixels written; lossy ones (JPEG, CMYK): PIL's decode."""
     mode = image.mode
     if suffix == ".jpg" or mode == "CMYK":
         with Image.open(path) as decoded:
@@ -104,8 +105,8 @@ def expected_pixels(path: Path, image: Image.Image, suffix: str, input_range) ->
             return "range is not implied by their type"
         if values.min() < low or values.max() > high:
             return "--input-range"
-        grey = np.rint((values - low) * 255 / (high - low)).astype(np.uint8)
-        return np.repeat(grey[..., None], 3, axis=-1)
+        # The exact level, unrounded: read_image must give a nearest level (either one at a tie).
+        return np.repeat(((values - low) * 255 / (high - low))[..., None], 3, axis=-1)
     if mode == "1":
         grey = np.asarray(image).astype(np.uint8) * 255
         return np.repeat(grey[..., None], 3, axis=-1)
@@ -118,7 +119,7 @@ def expected_pixels(path: Path, image: Image.Image, suffix: str, input_range) ->
     return np.asarray(image)[..., :3]  # RGB, RGBA: alpha dropped
 
 
-@pytest.mark.reliability(fault="images of every PIL mode (1 L LA P RGB RGBA CMYK I;16 I F), formats and sizes 1x1 to 1x2000",
+@pytest.mark.reliability(fault="images of every PIL mode (1 L LA P RGB RGBA CMYK I;16 I F) and format, 1x1 to 1x2000",
                          outcome="read as documented (computed independently) or refused by file name")
 @FIXTURE_OK
 @given(mode=st.sampled_from(sorted(FORMATS)), data=st.data(), size=sizes(), seed=st.integers(0, 2**32 - 1),
@@ -145,7 +146,27 @@ def test_every_mode_reads_as_documented_or_is_refused(tmp_path, record_inputs, m
         return
     pixels = read_image(path, input_range=input_range)
     assert pixels.dtype == np.uint8 and pixels.shape == (*size, 3)
-    np.testing.assert_array_equal(pixels, expected)
+    if expected.dtype == np.float64:  # scaled from 16 bits, 32-bit integers or floats
+        assert np.abs(pixels - expected).max() <= 0.5 + 1e-9, np.abs(pixels - expected).max()
+    else:
+        np.testing.assert_array_equal(pixels, expected)
+
+
+@pytest.mark.reliability(fault="32-bit unsigned TIFF values of 2^31 and more (PIL reads them as negative)",
+                         outcome="read as they are with an input_range, refused without one")
+@FIXTURE_OK
+@given(values=st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=40))
+@example(values=[0, 3_000_000_000, 2**32 - 1])  # was refused as -1.29e9..0, or misread with a signed range
+def test_unsigned_32_bit_tiffs_keep_their_values(tmp_path, record_inputs, values):
+    tifffile = pytest.importorskip("tifffile")
+    record_inputs("read_image")
+    path = tmp_path / "u32.tif"
+    tifffile.imwrite(path, np.array([values], np.uint32))
+    with pytest.raises(ImageReadError, match="uint32 values .* not implied by their type"):
+        read_image(path)
+    low, high = float(min(values)), float(max(values)) + 1.0
+    exact = (np.array(values, np.float64) - low) * 255 / (high - low)
+    assert np.abs(read_image(path, input_range=(low, high))[0, :, 0] - exact).max() <= 0.5 + 1e-9
 
 
 def intact_files() -> dict[str, bytes]:
@@ -160,7 +181,8 @@ def intact_files() -> dict[str, bytes]:
         ("rgba.png", rgb.convert("RGBA"), "PNG", {}), ("rgb.jpg", rgb, "JPEG", {}), ("rgb.tif", rgb, "TIFF", {}),
         ("float.tif", floats, "TIFF", {}), ("grey16.tif", sixteen, "TIFF", {}), ("rgb.bmp", rgb, "BMP", {}),
         ("rgb.gif", rgb, "GIF", {}), ("rgb.webp", rgb, "WEBP", {"lossless": True}),
-        ("cmyk.jpg", rgb.convert("CMYK"), "JPEG", {}), ("deflate.tif", rgb, "TIFF", {"compression": "tiff_adobe_deflate"}),
+        ("cmyk.jpg", rgb.convert("CMYK"), "JPEG", {}),
+        ("deflate.tif", rgb, "TIFF", {"compression": "tiff_adobe_deflate"}),
     ]:
         buffer = io.BytesIO()
         image.save(buffer, format=suffix, **options)
@@ -215,7 +237,7 @@ def overwritten(name: str, changes: dict[int, int]) -> tuple[str, bytes, str]:
 
 
 @pytest.mark.reliability(fault="damaged image files: cut, bits flipped, bytes overwritten, inserted or deleted, headers",
-                         outcome="refused by file name, or read as H x W x 3; cut files and damaged PNGs never read wrong")
+                         outcome="refused by file name, or read as H x W x 3; cut files and PNGs never read wrong")
 @FIXTURE_OK
 @given(case=damage())
 # A bit flipped in a PNG's pixel data read as valid, with wrong pixels: the EXIF lookup decoded the
@@ -347,6 +369,6 @@ def test_dataset_image_and_mask_stay_aligned(tmp_path, record_inputs, size, seed
     sample = build_dataset("folder", root)[0]
     image_out, mask_out = sample["image"].numpy().transpose(1, 2, 0), sample["mask"].numpy()
     assert image_out.shape[:2] == mask_out.shape == upright_shape
-    palette = COLOURS if image_kind != "I;16" else np.repeat(np.rint(GREYS * 257 / 65535 * 255).astype(np.uint8)[:, None],
-                                                             3, axis=1)
+    grey_levels = np.rint(GREYS * 257 / 65535 * 255).astype(np.uint8)
+    palette = COLOURS if image_kind != "I;16" else np.repeat(grey_levels[:, None], 3, axis=1)
     np.testing.assert_array_equal(image_out, palette[mask_out])
