@@ -15,6 +15,7 @@ _HOMES = {
     "ConfigError": "config", "TrainConfig": "config",
     "SegmentationEvaluator": "evaluator", "evaluate": "evaluator",
     "InferenceOptions": "inference", "predict_mask": "inference", "predict_files": "predictor",
+    "export_onnx": "onnx", "load_onnx_model": "onnx",
     "Trainer": "trainer", "TrainingError": "trainer",
 }
 

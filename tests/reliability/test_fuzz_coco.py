@@ -158,10 +158,12 @@ def write_dataset(root: Path, instances: dict) -> Path:
     (root / "annotations").mkdir(parents=True, exist_ok=True)
     images = instances.get("images") if isinstance(instances.get("images"), list) else []
     for info in images:  # the image files of the entries that name one (damaged entries may not)
-        if isinstance(info, dict) and isinstance(info.get("height"), int) and isinstance(info.get("width"), int) \
-                and 0 < info["height"] < 100 and 0 < info["width"] < 100 and isinstance(info.get("file_name"), str):
-            Image.new("RGB", (info["width"], info["height"]), (90, 60, 30)).save(root / "val2017" / Path(
-                info["file_name"]).name)
+        if not (isinstance(info, dict) and isinstance(info.get("height"), int) and isinstance(info.get("width"), int)
+                and 0 < info["height"] < 100 and 0 < info["width"] < 100 and isinstance(info.get("file_name"), str)):
+            continue
+        name = Path(info["file_name"]).name
+        if name and Path(name).suffix.lower() in (".png", ".jpg", ".jpeg"):
+            Image.new("RGB", (info["width"], info["height"]), (90, 60, 30)).save(root / "val2017" / name, format="PNG")
     path = root / "annotations" / "instances_val2017.json"
     path.write_text(json.dumps(instances))
     return path
