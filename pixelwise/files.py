@@ -18,6 +18,8 @@ from typing import BinaryIO
 from pixelwise.errors import WriteError
 
 TEMP_SUFFIX = ".tmp"
+UMASK = os.umask(0)  # read once (it can only be read by setting it) and put back at once
+os.umask(UMASK)
 
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], object], what: str = "file") -> Path:
@@ -35,6 +37,7 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object], what: st
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
         os.close(handle)
+        os.chmod(temp_name, 0o666 & ~UMASK)  # mkstemp makes 0600; outputs get the usual permissions
         with open(temp_name, "wb") as file:  # a named file: some writers (tifffile) want its name
             write(file)
             file.flush()

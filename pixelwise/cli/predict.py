@@ -25,7 +25,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "that exist are skipped, so an interrupted run resumes; a file that fails is reported "
                     "and the rest go on (exit status 1 if any failed). Under torchrun each process "
                     "predicts its share.")
-    parser.add_argument("--checkpoint", required=True, help="RUN/best.pt, an exported .safetensors, ...")
+    parser.add_argument("--checkpoint", help="RUN/best.pt, an exported .safetensors, ... (the torch backend)")
+    parser.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
+                        help="torch: --checkpoint; onnxruntime: --model-file, a graph `pixelwise export` wrote "
+                             "(CPU; default torch)")
+    parser.add_argument("--model-file", help="MODEL.onnx for --backend onnxruntime")
     parser.add_argument("--input", required=True, help="an image file, a folder of images or a glob ('a/**/*.png')")
     parser.add_argument("--output", required=True, help="folder for NAME.png (and NAME_overlay.png)")
     parser.add_argument("--overlay", action="store_true", help="also write colour overlays with a legend")
@@ -56,10 +60,10 @@ def run(args: argparse.Namespace) -> int:
 
         options = replace(options, mode="slide")
     hooks = crf_hooks(args)
-    model, checkpoint, device = load_checkpoint_model(args)
+    model, checkpoint, device = load_predictor(args)
     images = list_images(args.input)
     rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-    manifest = describe_options(args.checkpoint, options, crf=hooks is not None, overlay=args.overlay,
+    manifest = describe_options(args.checkpoint or args.model_file, options, backend=args.backend, crf=hooks is not None, overlay=args.overlay,
                                 windowed=args.windowed,
                                 input_range=list(args.input_range) if args.input_range else None)
     if args.windowed:
@@ -98,3 +102,22 @@ def predict_windowed(args: argparse.Namespace, model, images, checkpoint: dict, 
                            options=options, device=device, input_range=args.input_range,
                            overwrite=args.overwrite, manifest=manifest, rank=rank, world_size=world_size,
                            progress=not args.no_progress and rank == 0)
+
+
+def load_predictor(args: argparse.Namespace):
+    """``(model, checkpoint, device)``: the checkpoint's torch model, or the ONNX graph of ``--model-file``
+    run by ONNX Runtime on the CPU (with the classes and palette its metadata holds)."""
+    if args.backend == "torch":
+        if not args.checkpoint or args.model_file:
+            raise ValueError("--backend torch takes --checkpoint RUN/best.pt (--model-file is for --backend "
+                             "onnxruntime)")
+        return load_checkpoint_model(args)
+    if not args.model_file or args.checkpoint:
+        raise ValueError("--backend onnxruntime takes --model-file MODEL.onnx (written by pixelwise export), "
+                         "not --checkpoint")
+    if args.device not in (None, "auto", "cpu"):
+        raise ValueError(f"--backend onnxruntime runs on the CPU; got --device {args.device}")
+    from pixelwise.engine.onnx import load_onnx_model
+
+    model = load_onnx_model(args.model_file)
+    return model, model.checkpoint, "cpu"

@@ -54,7 +54,8 @@ AXIS_NAMES = {0: "batch", 2: "height", 3: "width"}
 FIXED_SIZE_ONLY = {
     "pspnet_resnet50": "the pyramid pooling module's adaptive average pooling to 2x2, 3x3 and 6x6 bins "
                        "takes windows whose bounds depend on the feature map's size; ONNX has no adaptive "
-                       "pooling, and both exporters fix the windows at the traced size",
+                       "pooling: the TorchScript exporter refuses it, torch.export fixes the windows at the "
+                       "traced size",
     "pspnet_resnet101": "as pspnet_resnet50: adaptive pooling to 2x2, 3x3 and 6x6 bins",
     "unet_original": "its forward pads each side to the next valid tile side with a Python loop over "
                      "the side length (valid_input_size), which a graph cannot record",
@@ -117,6 +118,8 @@ def export_onnx(source: dict[str, Any] | str | Path | nn.Module, path: str | Pat
         report.update(exporter=name, opset=opset, dynamic_axes=[AXIS_NAMES[axis] for axis in axes],
                       input=_signature(proto.graph.input[0]), output=_signature(proto.graph.output[0]))
         attempts.append({"exporter": name, "passed": report["passed"]})
+        if not report["passed"]:
+            attempts[-1]["failure"] = _failure(report)
         if report["passed"]:
             break
     else:
@@ -252,39 +255,50 @@ class OnnxModel(nn.Module):
 
 
 def load_onnx_model(path: str | Path, *, threads: int | None = None) -> OnnxModel:
-    """The :class:`OnnxModel` of a file :func:`export_onnx` wrote; ``threads``: onnxruntime's
-    intra-op threads (default: its own choice, one per core). A file that is not ONNX, or an
-    ONNX graph pixelwise did not export, is a :class:`CheckpointError` naming it."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"ONNX model {path} does not exist" if not path.exists() else
-                                f"ONNX model {path} is a folder, not a file")
-    checkpoint = read_onnx_metadata(path)
+    """The :class:`OnnxModel` of a file :func:`export_onnx` wrote (needs onnxruntime only);
+    ``threads``: onnxruntime's intra-op threads (default: its own choice, one per core). A file
+    that is not ONNX, or an ONNX graph pixelwise did not export, is a :class:`CheckpointError`
+    naming it."""
+    path = _existing(path)
     try:
         session = _session(path, threads)
+    except ImportError:
+        raise
     except Exception as error:
-        raise CheckpointError(f"onnxruntime cannot run ONNX model {path}: {_first_line(error)}") from error
-    return OnnxModel(path, session, checkpoint)
+        raise CheckpointError(f"cannot read {path} as an ONNX model onnxruntime runs (damaged, another kind "
+                              f"of file, or operators it lacks): {_first_line(error)}") from error
+    return OnnxModel(path, session, _metadata(session.get_modelmeta().custom_metadata_map, path))
 
 
 def read_onnx_metadata(path: str | Path) -> dict[str, Any]:
     """The checkpoint-like description :func:`export_onnx` stored in ``path``'s ``metadata_props``."""
     onnx = _import_onnx()
+    path = _existing(path)
     try:
         proto = onnx.load(str(path), load_external_data=False)
     except Exception as error:
         raise CheckpointError(f"cannot read {path} as an ONNX model (damaged, or another kind of file): "
                               f"{_first_line(error)}") from error
-    props = {prop.key: prop.value for prop in proto.metadata_props}
+    return _metadata({prop.key: prop.value for prop in proto.metadata_props}, path)
+
+
+def _existing(path: str | Path) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"ONNX model {path} does not exist" if not path.exists() else
+                                f"ONNX model {path} is a folder, not a file")
+    return path
+
+
+def _metadata(props: dict[str, str], path: Path) -> dict[str, Any]:
     if props.get("pixelwise_format") != ONNX_FORMAT:
         raise CheckpointError(f"{path} is an ONNX model that pixelwise did not export (no {ONNX_FORMAT!r} "
                               "metadata): export it with `pixelwise export --output FILE.onnx`")
     try:
-        meta = {key: json.loads(props[key]) for key in ("model_name", "model_kwargs", "num_classes", "in_channels",
+        return {key: json.loads(props[key]) for key in ("model_name", "model_kwargs", "num_classes", "in_channels",
                                                         "classes", "palette", "ignore_index", "dataset")}
     except (KeyError, ValueError) as error:
         raise CheckpointError(f"{path}: the pixelwise metadata is incomplete or damaged ({error})") from error
-    return meta
 
 
 # ---------------------------------------------------------------- internals
@@ -434,9 +448,16 @@ def _first_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {lines[0] if lines else ''}"[:300]
 
 
+def _failure(report: dict[str, Any]) -> str:
+    """Where a graph first disagrees with its model: ``SIZE: what went wrong``."""
+    row = next(row for row in report["sizes"] if not row["passed"]) if report["sizes"] else {"size": []}
+    what = row.get("error") or (f"argmax agreement {100 * row['argmax_agreement']:.3f}%, max |diff| "
+                                f"{row['max_abs_diff']:.2g} (max |logit| {row['max_abs_logit']:.3g})")
+    return f"{'x'.join(map(str, row['size']))}: {what}"
+
+
 def _attempt_text(attempt: dict[str, Any]) -> str:
-    return f"{attempt['exporter']}: {attempt['error']}" if "error" in attempt else \
-        f"{attempt['exporter']}: the graph disagrees with the model"
+    return f"{attempt['exporter']}: {attempt.get('error') or 'the graph fails at ' + attempt['failure']}"
 
 
 def _versions() -> dict[str, str]:

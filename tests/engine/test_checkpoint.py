@@ -71,3 +71,13 @@ def test_rng_state_round_trip(tmp_path):
     restore_rng_state(load_checkpoint(tmp_path / "rng.pt")["rng"])
     again = (torch.rand(2), random.random(), np.random.rand())
     assert torch.equal(expected[0], again[0]) and expected[1:] == again[1:]
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    import os
+
+    from pixelwise.files import UMASK
+
+    path = save_checkpoint({"epoch": 1}, tmp_path / "last.pt")
+    assert path.stat().st_mode & 0o777 == 0o666 & ~UMASK
+    assert UMASK == os.umask(UMASK)  # reading it left it as it was

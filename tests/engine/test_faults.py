@@ -245,7 +245,7 @@ def test_a_bad_file_in_a_worker_is_named(tmp_path, capsys):
 
 
 @pytest.mark.reliability(fault="a truncated image with --skip-bad-samples (2 workers)",
-                         outcome="left out of its batches; the run ends and reports how many were skipped")
+                         outcome="replaced by the next readable sample; the run ends and reports how many were skipped")
 def test_skip_bad_samples_continues_and_counts(tmp_path, capsys):
     bad = folder_with_a_corrupt_image(tmp_path / "data")
     code = main([*FOLDER_TRAIN, "--data-root", str(tmp_path / "data"), "--out", str(tmp_path / "run"),

@@ -157,3 +157,17 @@ def test_windowed_blocks_agree_with_the_whole_image_for_a_pointwise_model(tmp_pa
 def test_windowed_refuses_what_needs_the_whole_image(checkpoint, photos, tmp_path, capsys):
     assert predict(checkpoint, photos, tmp_path / "out", "--windowed") == 2
     assert "--windowed reads TIFFs window by window; not TIFFs:" in capsys.readouterr().err
+
+
+def test_the_onnxruntime_backend_writes_what_torch_writes(checkpoint, photos, tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    onnx_file = tmp_path / "model.onnx"
+    assert main(["export", "--checkpoint", str(checkpoint), "--output", str(onnx_file)]) == 0
+    assert predict(checkpoint, photos, tmp_path / "torch") == 0
+    assert main(["predict", "--backend", "onnxruntime", "--model-file", str(onnx_file), "--input", str(photos),
+                 "--output", str(tmp_path / "onnx"), "--no-progress", "--num-workers", "0"]) == 0
+    for name in outputs(tmp_path / "torch"):
+        assert (tmp_path / "onnx" / name).read_bytes() == (tmp_path / "torch" / name).read_bytes(), name
+    assert main(["predict", "--backend", "onnxruntime", "--checkpoint", str(checkpoint), "--input", str(photos),
+                 "--output", str(tmp_path / "x")]) == 2
+    assert "--backend onnxruntime takes --model-file MODEL.onnx" in capsys.readouterr().err

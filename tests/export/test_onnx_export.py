@@ -12,7 +12,7 @@ pytest.importorskip("onnxruntime")
 from pixelwise.cli.main import main  # noqa: E402
 from pixelwise.engine import CheckpointError, load_model, save_checkpoint  # noqa: E402
 from pixelwise.engine.export import untrained_checkpoint  # noqa: E402
-from pixelwise.engine.onnx import export_onnx, load_onnx_model  # noqa: E402
+from pixelwise.engine.onnx import export_onnx, load_onnx_model, read_onnx_metadata  # noqa: E402
 
 CLASSES = ["sky", "road", "car"]
 PALETTE = [[0, 0, 255], [128, 128, 128], [255, 0, 0]]
@@ -94,6 +94,8 @@ def test_damaged_and_foreign_onnx_files_are_refused_by_name(run_dir):
     damaged.write_bytes((run_dir / "m.onnx").read_bytes()[:2000])
     with pytest.raises(CheckpointError, match=f"cannot read {damaged} as an ONNX model"):
         load_onnx_model(damaged)
+    with pytest.raises(CheckpointError, match=f"cannot read {damaged} as an ONNX model"):
+        read_onnx_metadata(damaged)
     text = run_dir / "notes.onnx"
     text.write_text("not a model\n")
     with pytest.raises(CheckpointError, match=f"cannot read {text} as an ONNX model"):
@@ -106,6 +108,31 @@ def test_damaged_and_foreign_onnx_files_are_refused_by_name(run_dir):
     onnx.save(onnx.helper.make_model(graph), foreign)
     with pytest.raises(CheckpointError, match=f"{foreign} is an ONNX model that pixelwise did not export"):
         load_onnx_model(foreign)
+    with pytest.raises(CheckpointError, match=f"{foreign} is an ONNX model that pixelwise did not export"):
+        read_onnx_metadata(foreign)
     with pytest.raises(FileNotFoundError, match="missing.onnx does not exist"):
         load_onnx_model(run_dir / "missing.onnx")
     assert np.isfinite(load_onnx_model(run_dir / "m.onnx")(torch.zeros(1, 3, 8, 8)).numpy()).all()
+
+
+def test_predict_files_with_the_onnx_model_writes_the_torch_models_files(run_dir):
+    # What `pixelwise predict --backend onnxruntime --model-file` runs: the same engine, the ONNX module.
+    from PIL import Image
+
+    from pixelwise.engine.checkpoint import checkpoint_palette
+    from pixelwise.engine.predictor import predict_files
+
+    export_onnx(run_dir / "best.pt", run_dir / "m.onnx")
+    rng = np.random.default_rng(0)
+    images = []
+    for index, size in enumerate([(40, 56), (33, 47)]):
+        images.append(run_dir / f"image{index}.png")
+        Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(images[-1])
+    onnx_model = load_onnx_model(run_dir / "m.onnx")
+    torch_model, checkpoint = load_model(run_dir / "best.pt")
+    for model, meta, folder in [(onnx_model, onnx_model.checkpoint, "onnx"), (torch_model, checkpoint, "torch")]:
+        summary = predict_files(model, images, run_dir / folder, palette=checkpoint_palette(meta),
+                                class_names=meta["classes"], overlay=True)
+        assert summary.done == 2
+    for name in ["image0.png", "image0_overlay.png", "image1.png", "image1_overlay.png"]:
+        assert (run_dir / "onnx" / name).read_bytes() == (run_dir / "torch" / name).read_bytes()

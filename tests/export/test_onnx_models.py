@@ -26,7 +26,7 @@ from pixelwise.engine.onnx import (  # noqa: E402
 )
 from pixelwise.models import list_models, model_info  # noqa: E402
 
-FIXED_SIZE = (48, 64)
+FIXED_SIZE = (48, 96)  # PSPNet: a 6 x 12 feature map, which its 1, 2, 3, 6 bins divide
 README = (Path(__file__).parents[2] / "README.md").read_text()
 
 
@@ -43,7 +43,7 @@ def test_every_model_exports_with_parity(tmp_path, name):
     for row in report["sizes"]:
         assert row["argmax_agreement"] >= MIN_AGREEMENT
         assert row["max_abs_diff"] <= LOGIT_TOLERANCE * max(1.0, row["max_abs_logit"])
-    sides = "48 x 64" if fixed else "height x width"
+    sides = "48 x 96" if fixed else "height x width"
     assert report["input"] == f"input: 1 x 3 x {sides} float32"
     assert report["output"] == f"logits: 1 x 3 x {sides} float32"
     assert json.loads((tmp_path / "m.onnx.parity.json").read_text()) == report
