@@ -7,9 +7,8 @@ RLE size, a damaged compressed string, a missing area). The reader must then pro
 mask those annotations describe (largest instance first, crowd regions ignored last), or refuse
 with a ``DatasetError`` naming the annotation file; never anything else.
 
-Panoptic decoding: the library has no COCO-panoptic reader yet (PNG id = R + 256 G + 256^2 B is
-another issue); what exists, the synthetic scenes' panoptic ids and segment records, is checked in
-test_properties_panoptic.py.
+The COCO panoptic decoder (PNG id = R + 256 G + 256^2 B and segments_info) is fuzzed in
+test_fuzz_panoptic.py; the synthetic scenes' panoptic ids in test_properties_panoptic.py.
 """
 
 from __future__ import annotations
