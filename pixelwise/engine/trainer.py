@@ -39,7 +39,7 @@ from pixelwise.files import atomic_write, writing
 from pixelwise.models import split_outputs
 
 
-# Skipped steps in a row (non-finite losses, unreadable batches) after which a run stops.
+# Steps skipped in a row for non-finite losses (skip_nonfinite) after which a run stops.
 MAX_SKIPS_IN_A_ROW = 25
 
 
@@ -183,12 +183,12 @@ class Trainer:
             for weight, aux_logits in zip(self._aux_weights(len(aux)), aux, strict=True):
                 loss = loss + weight * self.loss_fn(aux_logits.float(), targets)
         value = loss.item()
-        if not math.isfinite(value):
+        if not self._finite_everywhere(value):
             if buffers is None:
                 raise TrainingError(self._nan_message(value))
             for buffer, saved in zip(self.bare_model.buffers(), buffers, strict=True):
                 buffer.copy_(saved)
-            return self._skip_step(f"loss {value}")
+            return self._skip_step(f"loss {value}" if not math.isfinite(value) else "a non-finite loss in another process")
         self._skips_in_a_row = 0
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
@@ -199,6 +199,16 @@ class Trainer:
         self.scaler.update()
         self.scheduler.step()
         return value
+
+    def _finite_everywhere(self, value: float) -> bool:
+        """Whether the loss is finite, under ``skip_nonfinite`` on every process: they must all skip
+        a step together, or the others would wait forever for its gradients."""
+        finite = math.isfinite(value)
+        if self.skip_nonfinite and torch.distributed.is_available() and torch.distributed.is_initialized():
+            flag = torch.tensor([1.0 if finite else 0.0], device=self.device)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
+            finite = bool(flag.item())
+        return finite
 
     def _skip_step(self, reason: str) -> None:
         """Count and log a step that changes no weight; too many in a row stop the run."""
@@ -216,14 +226,15 @@ class Trainer:
             self.scheduler.step()
 
     def _count_bad_samples(self, batch: dict[str, Any]) -> None:
-        """Log the samples ``skip_bad_samples`` left out of ``batch``; most of the data bad stops the run."""
+        """Log the samples ``skip_bad_samples`` replaced in ``batch``; most of the data bad stops the run."""
         skipped = batch.pop("skipped", []) if isinstance(batch, dict) else []
         self.state.seen_samples += len(skipped) + len(batch["image"])
         for message in skipped:
             self.state.skipped_samples += 1
             self._write_log({"kind": "bad_sample", "epoch": self.state.epoch,
                              "iteration": self.state.iteration + 1, "message": message})
-            self._warn(f"left out a sample: {message} ({self.state.skipped_samples} so far)")
+            self._warn(f"replaced a bad sample by the next readable one: {message} "
+                       f"({self.state.skipped_samples} so far)")
         bad, seen = self.state.skipped_samples, self.state.seen_samples
         if skipped and 2 * bad > seen and seen >= 2 * (self.train_loader.batch_size or 1):
             raise TrainingError(f"{bad} of the {seen} samples read so far could not be used (the last: "

@@ -254,4 +254,4 @@ def test_skip_bad_samples_continues_and_counts(tmp_path, capsys):
     assert code == 0, err
     summary = json.loads(out.strip().splitlines()[-1])
     assert summary["skipped_samples"] == 2 and summary["epochs_completed"] == 2  # once per epoch
-    assert err.count(f"left out a sample: cannot read image {bad}") == 2
+    assert err.count(f"replaced a bad sample by the next readable one: cannot read image {bad}") == 2
