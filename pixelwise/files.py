@@ -46,15 +46,23 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object], what: st
         temp_name = None
         _sync_folder(path.parent)
     except Exception as error:
-        cause = os_error(error)
-        if cause is None:
-            raise
         kept = f"the previous {path.name} is intact" if path.exists() else "nothing was written"
-        raise WriteError(f"could not write {what} {path}: {cause.strerror or cause}; {kept}") from error
+        if (converted := write_error(error, what, path, f"; {kept}")) is None:
+            raise
+        raise converted from error
     finally:
         if temp_name is not None:
             Path(temp_name).unlink(missing_ok=True)
     return path
+
+
+def write_error(error: Exception, what: str, path: str | Path, note: str = "") -> WriteError | None:
+    """The :class:`WriteError` for ``error`` met while writing ``path`` when an ``OSError`` is behind
+    it (:func:`os_error`); None for any other error, which is raised as it is."""
+    cause = os_error(error)
+    if cause is None:
+        return None
+    return WriteError(f"could not write {what} {path}: {cause.strerror or cause}{note}")
 
 
 def os_error(error: BaseException) -> OSError | None:
@@ -74,10 +82,9 @@ def writing(path: str | Path, what: str = "file") -> Iterator[None]:
     except WriteError:
         raise
     except Exception as error:
-        cause = os_error(error)
-        if cause is None:
+        if (converted := write_error(error, what, path)) is None:
             raise
-        raise WriteError(f"could not write {what} {path}: {cause.strerror or cause}") from error
+        raise converted from error
 
 
 def remove_stale_temporaries(folder: str | Path) -> list[Path]:

@@ -15,6 +15,7 @@ model that looks at single pixels: tested).
 
 from __future__ import annotations
 
+import copy
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -58,8 +59,7 @@ class WindowedImage:
 
     def window(self, first: int, last: int) -> WindowedImage:
         """The same image restricted to the columns ``[first, last)`` (of this view)."""
-        view = object.__new__(WindowedImage)
-        view.__dict__.update(self.__dict__)
+        view = copy.copy(self)  # the same open array, another column range
         view.columns = (self.columns[0] + first, self.columns[0] + last)
         return view
 

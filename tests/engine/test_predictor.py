@@ -1,7 +1,6 @@
 """``pixelwise predict`` over many images: batches, resumes, never stops for one bad file, shards."""
 
 import json
-import os
 
 import numpy as np
 import pytest
