@@ -23,6 +23,12 @@ from typing import Any
 
 QUALITY_KEYS = {"miou": (int, float), "dataset": str, "split": str, "input_size": str}
 QUALITY_OPTIONAL = {"note": str}
+_NUMBER = (int, float)
+# A reported speed: what a paper's (or the survey's) speed table prints for the model.
+SPEED_KEYS = {"input_size": str, "fps": _NUMBER, "source": str}
+SPEED_OPTIONAL = {"time_ms": _NUMBER, "gflops": _NUMBER, "flops_kind": str, "params_m": _NUMBER, "hardware": str,
+                  "miou": _NUMBER, "dataset": str, "row": str, "order": int, "note": str}
+FLOPS_KINDS = ("macs", "flops", "unknown")
 TASKS = ("semantic", "instance", "panoptic")
 _COMMON_ARGUMENTS = {"num_classes", "in_channels"}
 
@@ -46,21 +52,63 @@ def _check_keys_are_arguments(owner: str, what: str, keys: Mapping[str, Any], bu
 
 def _check_quality(owner: str, entries: Sequence[Mapping[str, Any]]) -> None:
     for entry in entries:
-        missing = sorted(set(QUALITY_KEYS) - set(entry))
-        unknown = sorted(set(entry) - set(QUALITY_KEYS) - set(QUALITY_OPTIONAL))
-        if missing or unknown:
-            raise ValueError(f"{owner}: a quality entry needs {', '.join(QUALITY_KEYS)} (and may have note); "
-                             f"missing {missing}, unknown {unknown}")
-        for key, kind in {**QUALITY_KEYS, **QUALITY_OPTIONAL}.items():
-            if key in entry and (not isinstance(entry[key], kind) or isinstance(entry[key], bool)):
-                raise ValueError(f"{owner}: quality {key} must be {kind}, got {entry[key]!r}")
+        _check_entry(owner, "quality", entry, QUALITY_KEYS, QUALITY_OPTIONAL)
         if not 0 <= entry["miou"] <= 100:
             raise ValueError(f"{owner}: quality miou is a percentage 0..100, got {entry['miou']!r}")
+
+
+def _check_entry(owner: str, what: str, entry: Mapping[str, Any], required: Mapping[str, Any],
+                 optional: Mapping[str, Any]) -> None:
+    missing = sorted(set(required) - set(entry))
+    unknown = sorted(set(entry) - set(required) - set(optional))
+    if missing or unknown:
+        raise ValueError(f"{owner}: a {what} entry needs {', '.join(required)} (and may have "
+                         f"{', '.join(optional)}); missing {missing}, unknown {unknown}")
+    for key, kind in {**required, **optional}.items():
+        if key in entry and (not isinstance(entry[key], kind) or isinstance(entry[key], bool)):
+            raise ValueError(f"{owner}: {what} {key} must be {kind}, got {entry[key]!r}")
+
+
+def _check_speed(owner: str, entries: Sequence[Mapping[str, Any]]) -> None:
+    for entry in entries:
+        _check_entry(owner, "speed", entry, SPEED_KEYS, SPEED_OPTIONAL)
+        if not re.fullmatch(r"\d+x\d+", entry["input_size"]):
+            raise ValueError(f"{owner}: speed input_size is HEIGHTxWIDTH such as 1024x2048, got {entry['input_size']!r}")
+        if entry.get("flops_kind", "unknown") not in FLOPS_KINDS:
+            raise ValueError(f"{owner}: speed flops_kind must be one of {', '.join(FLOPS_KINDS)}, "
+                             f"got {entry['flops_kind']!r}")
+        if "gflops" in entry and "flops_kind" not in entry:
+            raise ValueError(f"{owner}: a speed entry with gflops must say flops_kind (macs: the paper counts "
+                             "multiply-adds; flops: 2 per multiply-add; unknown)")
+        if entry["fps"] <= 0:
+            raise ValueError(f"{owner}: speed fps must be > 0, got {entry['fps']!r}")
 
 
 def _check_arxiv(arxiv: str | None) -> None:
     if arxiv is not None and not re.fullmatch(r"\d{4}\.\d{4,5}", arxiv):
         raise ValueError(f"arxiv id must look like 1606.00915, got {arxiv!r}")
+
+
+SURVEY = "survey"
+SURVEY_TABLE = ("the speed/quality table closing the survey (../shared/seed, taken from the multi-scale "
+                "spatial attention paper); Cityscapes mIoU")
+
+
+def survey_speed(order: int, row: str, input_size: str, *, fps: float, miou: float, time_ms: float | None = None,
+                 gflops: float | None = None, params_m: float | None = None, flops_kind: str = "unknown",
+                 hardware: str = "not stated in the survey's table", note: str | None = None) -> dict[str, Any]:
+    """One row of the survey's speed/quality table as a ``speed`` entry (``source="survey"``).
+
+    ``input_size`` is HEIGHTxWIDTH (the survey prints 640x360 for ENet and SegNet: width first);
+    a figure the table leaves out ("-") is None and left out of the entry.
+
+    >>> survey_speed(4, "ENet (Paszke et al., 2016)", "360x640", fps=135.4, miou=57.0, gflops=3.8)["flops_kind"]
+    'unknown'
+    """
+    entry = {"source": SURVEY, "order": order, "row": row, "input_size": input_size, "fps": fps, "miou": miou,
+             "dataset": "Cityscapes", "hardware": hardware, "time_ms": time_ms, "gflops": gflops,
+             "flops_kind": flops_kind if gflops is not None else None, "params_m": params_m, "note": note}
+    return {key: value for key, value in entry.items() if value is not None}
 
 
 @dataclass(frozen=True)
@@ -78,6 +126,12 @@ class ModelMetadata:
       auxiliary output); ``create_model`` gives it to builders that take ``aux_weight``.
     - ``test_kwargs``: arguments that make the model small for the registry-wide tests.
     - ``task``: semantic, instance or panoptic.
+    - ``speed``: reported speeds, each ``{"input_size": "HxW", "fps", "source"}`` and optionally
+      ``time_ms``, ``gflops`` with ``flops_kind`` (``macs`` when the paper counts multiply-adds as
+      "FLOPs", ``flops`` for 2 per multiply-add, ``unknown``), ``params_m``, ``hardware``, ``miou``,
+      ``dataset``, ``row`` (the row's label in its table) and ``order`` (its position). Entries whose
+      ``source`` is ``"survey"`` are the rows of the survey's speed/quality table that
+      ``pixelwise bench --paper-table`` measures.
     """
 
     paper: str
@@ -91,6 +145,7 @@ class ModelMetadata:
     aux_weight: float | Sequence[float] | None = None
     test_kwargs: Mapping[str, Any] = field(default_factory=dict)
     task: str = "semantic"
+    speed: Sequence[Mapping[str, Any]] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.paper, str) or not self.paper or not isinstance(self.description, str) \
@@ -114,6 +169,7 @@ class ModelMetadata:
         _check_keys_are_arguments(owner, "test_kwargs", self.test_kwargs, builder)
         _check_keys_are_arguments(owner, "paper_kwargs", self.paper_kwargs, builder)
         _check_quality(owner, self.quality)
+        _check_speed(owner, self.speed)
         if self.aux_weight is not None and (accepted := _builder_parameters(builder)) is not None \
                 and "aux_weight" not in accepted:
             raise ValueError(f"{owner}: aux_weight is given but its builder takes no aux_weight argument")

@@ -31,6 +31,13 @@ def test_unknown_keys_are_refused_at_registration():
     ({"quality": [{"miou": 170.0, "dataset": "VOC", "split": "val", "input_size": "513"}]}, "percentage"),
     ({"aux_weight": -1.0}, "aux_weight must be a number >= 0"),
     ({"task": "depth"}, "task must be one of semantic, instance, panoptic"),
+    ({"speed": [{"input_size": "1024x2048", "fps": 30.3}]}, r"a speed entry needs input_size, fps, source.*missing \['source'\]"),
+    ({"speed": [{"input_size": "1024×2048", "fps": 30.3, "source": "survey"}]}, "speed input_size is HEIGHTxWIDTH"),
+    ({"speed": [{"input_size": "8x8", "fps": 30.3, "source": "survey", "gflops": 3.0}]}, "must say flops_kind"),
+    ({"speed": [{"input_size": "8x8", "fps": 3, "source": "s", "gflops": 3.0, "flops_kind": "MAC"}]},
+     "flops_kind must be one of macs, flops, unknown, got 'MAC'"),
+    ({"speed": [{"input_size": "8x8", "fps": 0, "source": "survey"}]}, "fps must be > 0"),
+    ({"speed": [{"input_size": "8x8", "fps": "fast", "source": "survey"}]}, "speed fps must be"),
 ])
 def test_bad_values_are_refused_naming_them(metadata, message):
     with pytest.raises(ValueError, match=message):
