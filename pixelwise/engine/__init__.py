@@ -16,6 +16,7 @@ _HOMES = {
     "SegmentationEvaluator": "evaluator", "evaluate": "evaluator",
     "InferenceOptions": "inference", "predict_mask": "inference", "predict_files": "predictor",
     "export_onnx": "onnx", "load_onnx_model": "onnx",
+    "InferenceModel": "optimize", "optimize_for_inference": "optimize",
     "Trainer": "trainer", "TrainingError": "trainer",
 }
 
