@@ -1,4 +1,4 @@
-"""Segmentation metrics: confusion-matrix scores (pixel accuracy, mIoU, fwIoU, Dice)."""
+"""Segmentation metrics: confusion-matrix scores (pixel accuracy, mIoU, fwIoU, Dice), panoptic quality."""
 
 from pixelwise.metrics.confusion import (
     ConfusionMatrix,
@@ -7,9 +7,11 @@ from pixelwise.metrics.confusion import (
     per_class_table,
     scores_from_confusion_matrix,
 )
+from pixelwise.metrics.panoptic import PanopticQuality
 
 __all__ = [
     "ConfusionMatrix",
+    "PanopticQuality",
     "confusion_matrix",
     "format_table",
     "per_class_table",
