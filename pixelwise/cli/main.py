@@ -8,10 +8,10 @@ import sys
 from collections.abc import Sequence
 
 from pixelwise import __version__
-from pixelwise.cli import data, demo, evaluate, export, models, predict, segment, serve, train
+from pixelwise.cli import bench, data, demo, evaluate, export, models, predict, segment, serve, train
 from pixelwise.errors import one_line, user_errors
 
-COMMANDS = (train, evaluate, predict, segment, serve, export, models, data, demo)
+COMMANDS = (train, evaluate, predict, segment, serve, export, bench, models, data, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:
