@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from pixelwise.cli.common import (
     add_crf,
@@ -27,8 +28,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "predicts its share.")
     parser.add_argument("--checkpoint", help="RUN/best.pt, an exported .safetensors, ... (the torch backend)")
     parser.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
-                        help="torch: --checkpoint; onnxruntime: --model-file, a graph `pixelwise export` wrote "
-                             "(CPU; default torch)")
+                        help="torch: --checkpoint; onnxruntime: --model-file, a graph `pixelwise export` wrote, "
+                             "or --checkpoint, exported on the fly (CPU; default torch)")
     parser.add_argument("--model-file", help="MODEL.onnx for --backend onnxruntime")
     parser.add_argument("--input", required=True, help="an image file, a folder of images or a glob ('a/**/*.png')")
     parser.add_argument("--output", required=True, help="folder for NAME.png (and NAME_overlay.png)")
@@ -104,6 +105,21 @@ def predict_windowed(args: argparse.Namespace, model, images, checkpoint: dict, 
                            progress=not args.no_progress and rank == 0)
 
 
+def export_on_the_fly(checkpoint: str):
+    """The ONNX Runtime model of ``checkpoint``, exported (and parity-checked) into a temporary folder."""
+    import tempfile
+
+    from pixelwise.engine.onnx import export_onnx, load_onnx_model
+
+    with tempfile.TemporaryDirectory(prefix="pixelwise-onnx-") as folder:
+        path = Path(folder) / "model.onnx"
+        report = export_onnx(checkpoint, path)
+        print(f"pixelwise predict: exported {checkpoint} to ONNX on the fly ({report['exporter']} exporter, "
+              f"max |difference| {report['max_abs_diff']:.1e}); `pixelwise export` keeps the file for reuse",
+              file=sys.stderr)
+        return load_onnx_model(path)
+
+
 def load_predictor(args: argparse.Namespace):
     """``(model, checkpoint, device)``: the checkpoint's torch model, or the ONNX graph of ``--model-file``
     run by ONNX Runtime on the CPU (with the classes and palette its metadata holds)."""
@@ -112,12 +128,15 @@ def load_predictor(args: argparse.Namespace):
             raise ValueError("--backend torch takes --checkpoint RUN/best.pt (--model-file is for --backend "
                              "onnxruntime)")
         return load_checkpoint_model(args)
-    if not args.model_file or args.checkpoint:
-        raise ValueError("--backend onnxruntime takes --model-file MODEL.onnx (written by pixelwise export), "
-                         "not --checkpoint")
+    if args.model_file and args.checkpoint:
+        raise ValueError("--backend onnxruntime takes --model-file MODEL.onnx (written by pixelwise export) or "
+                         "--checkpoint (exported on the fly), not both")
+    if not args.model_file and not args.checkpoint:
+        raise ValueError("--backend onnxruntime takes --model-file MODEL.onnx (written by pixelwise export) or "
+                         "--checkpoint RUN/best.pt (exported on the fly)")
     if args.device not in (None, "auto", "cpu"):
         raise ValueError(f"--backend onnxruntime runs on the CPU; got --device {args.device}")
     from pixelwise.engine.onnx import load_onnx_model
 
-    model = load_onnx_model(args.model_file)
+    model = load_onnx_model(args.model_file) if args.model_file else export_on_the_fly(args.checkpoint)
     return model, model.checkpoint, "cpu"

@@ -167,6 +167,17 @@ def test_the_onnxruntime_backend_writes_what_torch_writes(checkpoint, photos, tm
                  "--output", str(tmp_path / "onnx"), "--no-progress", "--num-workers", "0"]) == 0
     for name in outputs(tmp_path / "torch"):
         assert (tmp_path / "onnx" / name).read_bytes() == (tmp_path / "torch" / name).read_bytes(), name
+    assert main(["predict", "--backend", "onnxruntime", "--checkpoint", str(checkpoint), "--model-file",
+                 str(onnx_file), "--input", str(photos), "--output", str(tmp_path / "x")]) == 2
+    assert "--model-file MODEL.onnx (written by pixelwise export) or --checkpoint (exported on the fly), not both" \
+        in capsys.readouterr().err
+
+
+def test_the_onnxruntime_backend_exports_a_checkpoint_on_the_fly(checkpoint, photos, tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    assert predict(checkpoint, photos, tmp_path / "torch") == 0
     assert main(["predict", "--backend", "onnxruntime", "--checkpoint", str(checkpoint), "--input", str(photos),
-                 "--output", str(tmp_path / "x")]) == 2
-    assert "--backend onnxruntime takes --model-file MODEL.onnx" in capsys.readouterr().err
+                 "--output", str(tmp_path / "onnx"), "--no-progress", "--num-workers", "0"]) == 0
+    assert f"exported {checkpoint} to ONNX on the fly" in capsys.readouterr().err
+    for name in outputs(tmp_path / "torch"):
+        assert (tmp_path / "onnx" / name).read_bytes() == (tmp_path / "torch" / name).read_bytes(), name
