@@ -1,5 +1,6 @@
 """Small reusable blocks for the model zoo."""
 
+from pixelwise.layers.attention import ChannelSelfAttention, MultiScaleSpatialAttention
 from pixelwise.layers.conv import Activation, bn_act_conv, conv2d, conv_bn_act, conv_stack, relu, same_padding
 from pixelwise.layers.dilated import (
     DILATED_CONV_KINDS,
@@ -44,6 +45,8 @@ from pixelwise.layers.upsampling import (
 
 __all__ = [
     "Activation", "bn_act_conv", "conv2d", "conv_bn_act", "conv_stack", "relu", "same_padding",
+    # attention
+    "ChannelSelfAttention", "MultiScaleSpatialAttention",
     # dilated convolution and gridding
     "DILATED_CONV_KINDS", "GriddingStats", "LayerSpec", "PreConvDilatedConv2d", "SharedSeparableConv2d",
     "SmoothedDilatedConv2d", "dilated_conv", "effective_receptive_field", "gridding_score", "gridding_stats",
