@@ -62,10 +62,23 @@ FIXED_SIZE_ONLY = {
 }
 
 
+
+
+def _not_exportable() -> dict[str, str]:
+    """Registered models no ONNX graph expresses, and why (read from the model files)."""
+    from pixelwise.models.crf_rnn_fcn import EXPORT_LIMITATION
+
+    return {"crf_rnn_fcn8s": EXPORT_LIMITATION + "; export fcn8s from its model.* weights instead"}
+
+
+NOT_EXPORTABLE = _not_exportable()
+
+
 def fixed_size_table_markdown() -> str:
     """The README's table of :data:`FIXED_SIZE_ONLY` (``tests/export`` checks it is current)."""
-    rows = [f"| `{name}` | {reason} |" for name, reason in sorted(FIXED_SIZE_ONLY.items())]
-    return "\n".join(["| model | why only a fixed-size export (`--input-size HxW`) |", "|---|---|", *rows])
+    rows = [f"| `{name}` | fixed size only: {reason} |" for name, reason in sorted(FIXED_SIZE_ONLY.items())]
+    rows += [f"| `{name}` | not at all: {reason} |" for name, reason in sorted(NOT_EXPORTABLE.items())]
+    return "\n".join(["| model | why only a fixed-size export (`--input-size HxW`), or none |", "|---|---|", *rows])
 
 
 class ExportError(ValueError):
@@ -91,6 +104,8 @@ def export_onnx(source: dict[str, Any] | str | Path | nn.Module, path: str | Pat
     path = Path(path)
     report_path = Path(report_path) if report_path is not None else parity_path(path)
     model, meta = _model_and_meta(source, drop_crf_rnn, meta)
+    if meta["model_name"] in NOT_EXPORTABLE:
+        raise ExportError(f"{meta['model_name']} cannot be exported to ONNX: {NOT_EXPORTABLE[meta['model_name']]}")
     if input_size is None and meta["model_name"] in FIXED_SIZE_ONLY:
         raise ValueError(f"{meta['model_name']} cannot be exported with dynamic height and width: "
                          f"{FIXED_SIZE_ONLY[meta['model_name']]}; pass --input-size HxW (input_size=(H, W)) "
