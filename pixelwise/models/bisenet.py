@@ -180,10 +180,10 @@ _PARAMS_NOTE = ("the paper's {mib}M is the float32 checkpoint size in MiB, not a
 _VARIANTS = {
     "xception39": dict(mib=5.8, aux_hidden=128, miou=68.4, survey=survey_speed(
         9, "BiSeNet1 (Yu et al., 2018a)", "768x1536", fps=72.3, time_ms=13, miou=68.4, gflops=14.8, params_m=5.8,
-        hardware="NVIDIA Titan XP")),
+        hardware="NVIDIA Titan XP", flops_kind="macs")),
     "resnet18": dict(mib=49.0, aux_hidden=256, miou=74.7, survey=survey_speed(
         10, "BiSeNet2 (Yu et al., 2018a)", "768x1536", fps=45.7, time_ms=21, miou=74.7, gflops=55.3, params_m=49.0,
-        hardware="NVIDIA Titan XP")),
+        hardware="NVIDIA Titan XP", flops_kind="macs")),
 }
 for _backbone, _variant in _VARIANTS.items():
     _count = round(_variant["mib"] * 2**20 / 4)

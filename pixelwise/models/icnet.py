@@ -236,7 +236,9 @@ MODELS.register(
     quality=[{"miou": 69.5, "dataset": "Cityscapes", "split": "test", "input_size": "1024x2048",
               "note": "the compressed model, trained on train + val (67.7 val trained on train)"}],
     speed=[survey_speed(8, "ICNet (Zhao et al., 2018)", "1024x2048", fps=30.3, time_ms=33, miou=69.5, gflops=28.3,
-                        params_m=26.5, hardware="NVIDIA Titan X (Maxwell)")],
+                        params_m=26.5, hardware="NVIDIA Titan X (Maxwell)", flops_kind="macs",
+                        note="28.3G is the compressed network's multiply-adds (29.2G here), 26.5M the full-width "
+                             "network's parameters")],
     test_kwargs={"width_divisor": 16},
     description="Image cascade: compressed dilated ResNet-50 + summed pyramid pooling at 1/4 input, shared "
                 "first layers at 1/2, 3 strided convs at full; cascade feature fusion, label guidance 0.4/0.4.",
