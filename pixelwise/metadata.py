@@ -90,6 +90,8 @@ def _check_arxiv(arxiv: str | None) -> None:
 
 
 SURVEY = "survey"
+# The survey's table takes its older rows from ICNet's Table 5, timed there on one GPU.
+TITAN_X_VIA_ICNET = "NVIDIA Titan X (Maxwell), as quoted by ICNet (Zhao et al. 2018, Table 5)"
 SURVEY_TABLE = ("the speed/quality table closing the survey (../shared/seed, taken from the multi-scale "
                 "spatial attention paper); Cityscapes mIoU")
 

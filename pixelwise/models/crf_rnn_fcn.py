@@ -48,7 +48,7 @@ from torch import Tensor
 
 from pixelwise.classical.crf_rnn import CRFRNN
 from pixelwise.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from pixelwise.metadata import survey_speed
+from pixelwise.metadata import TITAN_X_VIA_ICNET, survey_speed
 from pixelwise.models.base import SegmentationModel
 from pixelwise.models.fcn import FCN
 from pixelwise.registry import MODELS
@@ -158,7 +158,7 @@ MODELS.register(
     params_note="FCN-8s's 134.36M (Long et al. 2015) plus the CRF's 21 * 21 + 2 * 21 = 483: 134,377,346 with the "
                 "learned x2 upsamplings (134,363,234 without)",
     speed=[survey_speed(5, "CRF-RNN (Zheng et al., 2015)", "512x1024", fps=1.4, time_ms=700, miou=62.5,
-                        hardware="NVIDIA Titan X (Maxwell), as quoted by ICNet (Zhao et al. 2018, Table 5)")],
+                        hardware=TITAN_X_VIA_ICNET)],
     test_kwargs={"width_divisor": 32, "zero_init_scores": False, "train_iterations": 1, "test_iterations": 2},
     description="FCN-8s (VGG-16) whose logits are refined by 5 (training) / 10 (test) mean-field iterations of "
                 "a dense CRF written as recurrent layers, trained end to end.",

@@ -47,7 +47,7 @@ from pixelwise.layers.aspp import SummedAtrousClassifiers
 from pixelwise.models.base import ModelOutput, SegmentationModel
 from pixelwise.models.encoder_decoder import EncoderDecoder, FeatureHead, build_backbone
 from pixelwise.models.heads import DeepLabV3PlusHead, deeplabv3_head, fcn_head
-from pixelwise.metadata import survey_speed
+from pixelwise.metadata import TITAN_X_VIA_ICNET, survey_speed
 from pixelwise.registry import MODELS
 
 V1 = "Chen et al. 2015, Semantic Image Segmentation with Deep Convolutional Nets and Fully Connected CRFs"
@@ -156,7 +156,7 @@ MODELS.register(
     quality=[{"miou": 77.69, "dataset": "PASCAL VOC 2012", "split": "val", "input_size": "321x321 crops",
               "note": "MSC + COCO + augmentation + CRF; 76.35 without CRF"}],
     speed=[survey_speed(2, "DeepLab (Chen et al., 2017)", "512x1024", fps=0.25, time_ms=4000, miou=63.1,
-                        gflops=457.8, params_m=262.1, hardware="NVIDIA Titan X (Maxwell), as quoted by ICNet (Zhao et al. 2018, Table 5)")],
+                        gflops=457.8, params_m=262.1, hardware=TITAN_X_VIA_ICNET)],
     description="ResNet-101 at output stride 8, ASPP-L (rates 6/12/18/24, summed), multi-scale inputs (MSC).",
     test_kwargs={"width_divisor": 16},
 )(deeplabv2)

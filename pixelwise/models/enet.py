@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from pixelwise.layers import MaxPoolWithIndices, MaxUnpool
 from pixelwise.models.base import SegmentationModel
-from pixelwise.metadata import survey_speed
+from pixelwise.metadata import TITAN_X_VIA_ICNET, survey_speed
 from pixelwise.registry import MODELS
 
 # Stages 2 and 3 after their first block (Table 1): ("regular" | "dilated" | "asymmetric", rate or size).
@@ -132,7 +132,7 @@ class RegularDecoderBottleneck(nn.Module):
     params_note="the paper's 0.37M (Table 3); 364,311 with 19 classes",
     quality=[{"miou": 58.3, "dataset": "Cityscapes", "split": "test", "input_size": "512x1024"}],
     speed=[survey_speed(4, "ENet (Paszke et al., 2016)", "360x640", fps=135.4, time_ms=7, miou=57.0, gflops=3.8,
-                        params_m=0.4, flops_kind="flops", hardware="NVIDIA Titan X (Maxwell), as quoted by ICNet (Zhao et al. 2018, Table 5)")],
+                        params_m=0.4, flops_kind="flops", hardware=TITAN_X_VIA_ICNET)],
     description="Initial block, bottlenecks with dilated and asymmetric convolutions, PReLU, spatial "
     "dropout, a small max-unpooling decoder: real time on embedded GPUs.",
 )

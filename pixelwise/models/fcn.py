@@ -61,7 +61,7 @@ from pixelwise.backbones import create_backbone
 from pixelwise.backbones.base import check_width_divisor
 from pixelwise.layers import BilinearTransposedConv2d, conv_bn_act
 from pixelwise.models.base import SegmentationModel
-from pixelwise.metadata import survey_speed
+from pixelwise.metadata import TITAN_X_VIA_ICNET, survey_speed
 from pixelwise.registry import MODELS
 
 PAPER = "Long, Shelhamer & Darrell 2015, Fully Convolutional Networks for Semantic Segmentation"
@@ -216,7 +216,7 @@ fcn8s = MODELS.register(
     "fcn8s", params=134_360_000, **_REGISTRATION,
     quality=[{"miou": 62.2, "dataset": "PASCAL VOC 2012", "split": "test", "input_size": "~500x500"}],
     speed=[survey_speed(6, "FCN-8S (Long et al., 2015)", "512x1024", fps=2.0, time_ms=500, miou=63.1, gflops=136.2,
-                        hardware="NVIDIA Titan X (Maxwell), as quoted by ICNet (Zhao et al. 2018, Table 5)")],
+                        hardware=TITAN_X_VIA_ICNET)],
     description="FCN-8s: FCN-16s fused scores x2 fused with pool3 scores, upsampled x8.",
 )(partial(FCN, output_stride=8))
 

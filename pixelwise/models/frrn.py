@@ -54,7 +54,7 @@ from torch import Tensor, nn
 
 from pixelwise.backbones.base import check_width_divisor
 from pixelwise.layers import bilinear_upsample, conv2d, conv_bn_act, nearest_upsample
-from pixelwise.metadata import survey_speed
+from pixelwise.metadata import TITAN_X_VIA_ICNET, survey_speed
 from pixelwise.models.base import SegmentationModel
 from pixelwise.registry import MODELS
 
@@ -209,7 +209,7 @@ frrn_b = MODELS.register(
     quality=[{"miou": 71.8, "dataset": "Cityscapes", "split": "test", "input_size": "512x1024",
               "note": "images subsampled by 2, no pretraining"}],
     speed=[survey_speed(7, "FRRN (Pohlen et al., 2017)", "512x1024", fps=0.25, time_ms=469, miou=71.8, gflops=235.0,
-                        hardware="NVIDIA Titan X (Maxwell), as quoted by ICNet (Zhao et al. 2018, Table 5)",
+                        hardware=TITAN_X_VIA_ICNET,
                         note="the survey prints 0.25 fps beside 469 ms (2.1 fps); FRRN B has 496.2 GMACs at "
                              "512x1024 (124.0 at 256x512), so the printed 235G fits neither kind at that size")],
     description="FRRN B: FRRN A with a fifth pooling level (1/32), the network of the paper's 71.8% "

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from pixelwise.models.encoder_decoder import EncoderDecoder, build_backbone
 from pixelwise.models.heads import fcn_head, psp_head
-from pixelwise.metadata import survey_speed
+from pixelwise.metadata import TITAN_X_VIA_ICNET, survey_speed
 from pixelwise.registry import MODELS
 
 PAPER = "Zhao et al. 2017, Pyramid Scene Parsing Network"
@@ -52,7 +52,7 @@ _QUALITY = {
             "note": "trained on VOC 2012 + SBD only (85.4 with MS COCO pre-training)"},
 }
 _SPEED = {"101": [survey_speed(1, "PSPNet (Zhao et al., 2017)", "713x713", fps=0.78, time_ms=1288, miou=81.2,
-                             gflops=412.2, params_m=250.8, hardware="NVIDIA Titan X (Maxwell), as quoted by ICNet (Zhao et al. 2018, Table 5)")]}
+                             gflops=412.2, params_m=250.8, hardware=TITAN_X_VIA_ICNET)]}
 for _depth, _params in (("50", 49_081_578), ("101", 68_073_706)):
     MODELS.register(
         f"pspnet_resnet{_depth}", paper=PAPER, arxiv="1612.01105", params=_params, params_tolerance=0.01,

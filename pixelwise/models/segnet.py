@@ -35,7 +35,7 @@ from pixelwise.backbones.base import check_width_divisor
 from pixelwise.backbones.vgg import encoder_stages
 from pixelwise.layers import MaxPoolWithIndices, MaxUnpool, conv_bn_act
 from pixelwise.models.base import SegmentationModel
-from pixelwise.metadata import survey_speed
+from pixelwise.metadata import TITAN_X_VIA_ICNET, survey_speed
 from pixelwise.registry import MODELS
 
 
@@ -64,7 +64,8 @@ def mirrored_decoder(stages: list[list[tuple[int, int]]]) -> nn.ModuleList:
     params=29_400_000,  # the paper's rounded figure; 29,449,355 exactly (see the docstring)
     paper_kwargs={"num_classes": 11},
     speed=[survey_speed(3, "SegNet (Badrinarayanan et al., 2017)", "360x640", fps=16.7, time_ms=16, miou=57.0,
-                        gflops=286.0, params_m=29.5, flops_kind="flops", hardware="NVIDIA Titan X (Maxwell), as quoted by ICNet (Zhao et al. 2018, Table 5)")],
+                        gflops=286.0, params_m=29.5, flops_kind="flops",
+                        hardware=TITAN_X_VIA_ICNET)],
     description="VGG16-BN encoder, mirrored decoder upsampling by max-unpooling with the encoder's "
     "pooling indices.",
     test_kwargs={"width_divisor": 8},
