@@ -35,7 +35,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     onnx.add_argument("--input-size", type=tile_size, default=None, metavar="HxW",
                       help="a fixed-size export for HxW inputs, checked at that size (default: dynamic height and "
                            "width, checked at 64x64, 37x53 and 96x80); the only way for the models the README "
-                           "lists as fixed-size only (PSPNet, unet_original)")
+                           "lists as fixed-size only (unet_original)")
     onnx.add_argument("--opset", type=int, default=None, metavar="N", help="ONNX opset (default 18)")
     onnx.add_argument("--exporter", choices=("auto", "torchscript", "dynamo"), default=None,
                       help="auto (default): torch's TorchScript exporter, and torch.export (dynamo) where its graph "

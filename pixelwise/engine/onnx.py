@@ -52,11 +52,6 @@ AXIS_NAMES = {0: "batch", 2: "height", 3: "width"}
 
 # Registered models that export only at a fixed size (``input_size``), and why.
 FIXED_SIZE_ONLY = {
-    "pspnet_resnet50": "the pyramid pooling module's adaptive average pooling to 2x2, 3x3 and 6x6 bins "
-                       "takes windows whose bounds depend on the feature map's size; ONNX has no adaptive "
-                       "pooling: the TorchScript exporter refuses it, torch.export fixes the windows at the "
-                       "traced size",
-    "pspnet_resnet101": "as pspnet_resnet50: adaptive pooling to 2x2, 3x3 and 6x6 bins",
     "unet_original": "its forward pads each side to the next valid tile side with a Python loop over "
                      "the side length (valid_input_size), which a graph cannot record",
 }

@@ -21,6 +21,46 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
+def adaptive_average(x: Tensor, bins: int, dim: int) -> Tensor:
+    """``F.adaptive_avg_pool2d``'s average along one ``dim``: cell ``i`` of ``bins`` averages the indices
+    ``[floor(i n / bins), ceil((i + 1) n / bins))`` of the ``n`` there, computed from prefix sums.
+
+    The window bounds are arithmetic on the size, not Python numbers, so an ONNX graph (which has no
+    adaptive pooling) keeps them for every input size.
+
+    >>> x = torch.randn(1, 2, 5, 7)
+    >>> torch.allclose(adaptive_average(adaptive_average(x, 3, 2), 3, 3), F.adaptive_avg_pool2d(x, 3), atol=1e-6)
+    True
+    """
+    size = x.shape[dim]
+    prefix = torch.cat([torch.zeros_like(x.narrow(dim, 0, 1)), x.cumsum(dim)], dim)
+    cells = torch.arange(bins, device=x.device)
+    start, end = cells * size // bins, ((cells + 1) * size + bins - 1) // bins
+    shape = [bins if axis == dim % x.dim() else 1 for axis in range(x.dim())]
+    count = (end - start).to(x.dtype).view(shape)
+    return (prefix.index_select(dim, end) - prefix.index_select(dim, start)) / count
+
+
+class AdaptiveAvgPool2d(nn.Module):
+    """``nn.AdaptiveAvgPool2d(bins)`` (square grids) through :func:`adaptive_average`: the same values,
+    and an ONNX export keeps the windows for every input size.
+
+    >>> x = torch.randn(2, 3, 9, 11)
+    >>> torch.allclose(AdaptiveAvgPool2d(6)(x), F.adaptive_avg_pool2d(x, 6), atol=1e-6)
+    True
+    """
+
+    def __init__(self, bins: int) -> None:
+        super().__init__()
+        self.bins = bins
+
+    def forward(self, x: Tensor) -> Tensor:
+        return adaptive_average(adaptive_average(x, self.bins, -2), self.bins, -1)
+
+    def extra_repr(self) -> str:
+        return f"bins={self.bins}"
+
+
 class PyramidPooling(nn.Module):
     """See the module docstring; ``bins`` are the grid sides, ``reduction`` the maps per branch."""
 
@@ -30,7 +70,7 @@ class PyramidPooling(nn.Module):
             raise ValueError(f"pyramid pooling bins must be positive ints, got {bins!r}")
         reduction = reduction or in_channels // len(bins)
         self.features = nn.ModuleList(
-            nn.Sequential(nn.AdaptiveAvgPool2d(bin_size), nn.Conv2d(in_channels, reduction, 1, bias=False),
+            nn.Sequential(AdaptiveAvgPool2d(bin_size), nn.Conv2d(in_channels, reduction, 1, bias=False),
                           nn.BatchNorm2d(reduction), nn.ReLU(inplace=True))
             for bin_size in bins)
         self.out_channels = in_channels + len(bins) * reduction

@@ -43,7 +43,7 @@ As in the prototxt (``conv4_1``, ``conv5_1``), the first blocks of ``layer3`` an
 too (2 and 4; pixelwise's ResNet keeps the previous rate there, as torchvision). Departure: the
 prototxt's pyramid pools with fixed kernels sized for its 1025x2049 input; here the pooling is
 adaptive (the same grids for any size), computed from prefix sums so that ONNX exports it with
-dynamic sizes (:func:`adaptive_average`).
+dynamic sizes (:class:`pixelwise.layers.ppm.AdaptiveAvgPool2d`).
 
 >>> import torch
 >>> from pixelwise.models import create_model
@@ -63,6 +63,7 @@ from torch import Tensor, nn
 from pixelwise.backbones.base import check_width_divisor
 from pixelwise.backbones.resnet import ResNet
 from pixelwise.layers import conv2d, conv_bn_act
+from pixelwise.layers.ppm import adaptive_average
 from pixelwise.metadata import survey_speed
 from pixelwise.models.base import ModelOutput, SegmentationModel
 from pixelwise.models.encoder_decoder import build_backbone
@@ -79,26 +80,6 @@ TRUNK_DILATIONS = {"layer3": 2, "layer4": 4}
 def resize(x: Tensor, size: Sequence[int], align_corners: bool = False) -> Tensor:
     """Bilinear resize of ``x`` to ``size = (H, W)``."""
     return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=align_corners)
-
-
-def adaptive_average(x: Tensor, bins: int, dim: int) -> Tensor:
-    """``F.adaptive_avg_pool2d``'s average along one ``dim``: cell ``i`` of ``bins`` averages the indices
-    ``[floor(i n / bins), ceil((i + 1) n / bins))`` of the ``n`` there, computed from prefix sums.
-
-    The window bounds are arithmetic on the size, not Python numbers, so an ONNX graph (which has no
-    adaptive pooling) keeps them for every input size.
-
-    >>> x = torch.randn(1, 2, 5, 7)
-    >>> torch.allclose(adaptive_average(adaptive_average(x, 3, 2), 3, 3), F.adaptive_avg_pool2d(x, 3), atol=1e-6)
-    True
-    """
-    size = x.shape[dim]
-    prefix = torch.cat([torch.zeros_like(x.narrow(dim, 0, 1)), x.cumsum(dim)], dim)
-    cells = torch.arange(bins, device=x.device)
-    start, end = cells * size // bins, ((cells + 1) * size + bins - 1) // bins
-    shape = [bins if axis == dim % x.dim() else 1 for axis in range(x.dim())]
-    count = (end - start).to(x.dtype).view(shape)
-    return (prefix.index_select(dim, end) - prefix.index_select(dim, start)) / count
 
 
 class SummedPyramidPooling(nn.Module):

@@ -27,7 +27,7 @@ from pixelwise.engine.onnx import (  # noqa: E402
 )
 from pixelwise.models import list_models, model_info  # noqa: E402
 
-FIXED_SIZE = (48, 96)  # PSPNet: a 6 x 12 feature map, which its 1, 2, 3, 6 bins divide
+FIXED_SIZE = (48, 96)
 README = (Path(__file__).parents[2] / "README.md").read_text()
 
 
@@ -52,10 +52,9 @@ def test_every_model_exports_with_parity(tmp_path, name):
     assert (meta["model_name"], meta["num_classes"], meta["in_channels"]) == (name, 3, 3)
 
 
-@pytest.mark.parametrize("name", ["pspnet_resnet50", "unet_original"])
+@pytest.mark.parametrize("name", ["unet_original"])
 def test_fixed_size_only_models_do_fail_with_dynamic_sizes(tmp_path, monkeypatch, name):
-    # The list is not a guess: without it, neither exporter gives a graph that agrees at all sizes
-    # (pspnet_resnet101 has the same pyramid pooling as pspnet_resnet50).
+    # The list is not a guess: without it, neither exporter gives a graph that agrees at all sizes.
     monkeypatch.setattr(onnx_export, "FIXED_SIZE_ONLY", {})
     with pytest.raises(ExportError, match="could not export"):
         export_onnx(tiny_checkpoint(name), tmp_path / "m.onnx")
@@ -65,8 +64,9 @@ def test_fixed_size_only_models_do_fail_with_dynamic_sizes(tmp_path, monkeypatch
 
 
 def test_dynamic_export_of_a_fixed_size_only_model_is_refused_with_the_reason(tmp_path):
-    with pytest.raises(ValueError, match="adaptive average pooling .* pass --input-size HxW"):
-        export_onnx(tiny_checkpoint("pspnet_resnet50"), tmp_path / "m.onnx")
+    with pytest.raises(ValueError, match="unet_original cannot be exported with dynamic height and width: its "
+                                         "forward pads .* pass --input-size HxW"):
+        export_onnx(tiny_checkpoint("unet_original"), tmp_path / "m.onnx")
     assert not any(tmp_path.iterdir())
 
 

@@ -6,7 +6,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from pixelwise.models import count_parameters, create_model, model_info
-from pixelwise.models.icnet import CascadeFeatureFusion, SummedPyramidPooling, adaptive_average
+from pixelwise.layers.ppm import adaptive_average
+from pixelwise.models.icnet import CascadeFeatureFusion, SummedPyramidPooling
 
 
 def test_counts_compressed_and_full_width():
