@@ -33,7 +33,7 @@ from pixelwise.engine.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
-from pixelwise.engine.evaluator import evaluate
+from pixelwise.engine.evaluator import Evaluator, SemanticEvaluator, inference_on_dataset
 from pixelwise.errors import TrainingError
 from pixelwise.files import atomic_write, writing
 from pixelwise.models import split_outputs
@@ -48,7 +48,7 @@ class TrainState:
     epoch: int = 0  # epochs completed
     iteration: int = 0  # optimizer steps completed in the whole run
     epoch_iteration: int = 0  # optimizer steps completed in the current epoch
-    best_miou: float = -math.inf
+    best_score: float = -math.inf  # of the trainer's score (mIoU, PQ, ...)
     best_epoch: int = -1
     history: list[dict[str, Any]] = field(default_factory=list)
     skipped_steps: int = 0  # steps skipped for a non-finite loss (skip_nonfinite)
@@ -71,7 +71,7 @@ class Trainer:
                  grad_clip: float | None = None, eval_every: int = 1, log_every: int = 10,
                  seed: int = 0, checkpoint_meta: dict[str, Any] | None = None,
                  progress: bool = True, rank: int = 0, checkpoint_every: int | None = None,
-                 skip_nonfinite: bool = False) -> None:
+                 skip_nonfinite: bool = False, evaluator: Evaluator | None = None, score: str = "miou") -> None:
         self.device = torch.device(device)
         self.model = model  # possibly DistributedDataParallel-wrapped
         self.loss_fn, self.optimizer, self.scheduler = loss_fn, optimizer, scheduler
@@ -84,6 +84,10 @@ class Trainer:
         self.progress, self.rank = progress, rank
         self.checkpoint_every, self.skip_nonfinite = checkpoint_every, skip_nonfinite
         self._skips_in_a_row = 0
+        # What validation computes and which of its numbers picks best.pt: semantic mIoU unless a task
+        # brings its own evaluator (panoptic: PQ).
+        self.evaluator = evaluator or SemanticEvaluator(num_classes, ignore_index)
+        self.score = score
         self.autocast_dtype = torch.bfloat16 if self.device.type == "cpu" else torch.float16
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=amp and self.device.type == "cuda")
         self.state = TrainState()
@@ -106,7 +110,7 @@ class Trainer:
             "epoch": self.state.epoch,
             "iteration": self.state.iteration,
             "epoch_iteration": self.state.epoch_iteration,
-            "best_miou": self.state.best_miou,
+            f"best_{self.score}": self.state.best_score,
             "best_epoch": self.state.best_epoch,
             "history": self.state.history,
             "skipped_steps": self.state.skipped_steps,
@@ -123,7 +127,7 @@ class Trainer:
         restore_rng_state(checkpoint["rng"])
         self.state = TrainState(
             epoch=checkpoint["epoch"], iteration=checkpoint["iteration"],
-            epoch_iteration=checkpoint["epoch_iteration"], best_miou=checkpoint["best_miou"],
+            epoch_iteration=checkpoint["epoch_iteration"], best_score=checkpoint[f"best_{self.score}"],
             best_epoch=checkpoint["best_epoch"], history=list(checkpoint["history"]),
             **{key: checkpoint.get(key, 0) for key in ("skipped_steps", "skipped_samples", "seen_samples")},
         )
@@ -172,16 +176,13 @@ class Trainer:
         under ``skip_nonfinite``). A skipped step still counts: the schedule and the data order
         go on as if it had run."""
         self._count_bad_samples(batch)
-        images = batch["image"].to(self.device, non_blocking=True)
-        targets = batch["mask"].to(self.device, non_blocking=True)
+        batch = {key: value.to(self.device, non_blocking=True) if isinstance(value, torch.Tensor) else value
+                 for key, value in batch.items()}
         # A skipped step must not change the model: its forward pass updated the batch-norm
         # statistics (with NaNs, where the activations were), so they are put back.
         buffers = [buffer.clone() for buffer in self.bare_model.buffers()] if self.skip_nonfinite else None
         with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.amp):
-            logits, aux = split_outputs(self._forward(images))
-            loss = self.loss_fn(logits.float(), targets)
-            for weight, aux_logits in zip(self._aux_weights(len(aux)), aux, strict=True):
-                loss = loss + weight * self.loss_fn(aux_logits.float(), targets)
+            loss = self._loss(self._forward(batch["image"]), batch)
         value = loss.item()
         if not self._finite_everywhere(value):
             if buffers is None:
@@ -199,6 +200,20 @@ class Trainer:
         self.scaler.update()
         self.scheduler.step()
         return value
+
+    def _loss(self, outputs: Any, batch: dict[str, Any]) -> torch.Tensor:
+        """The step's loss: the sum of the model's own ``losses(outputs, batch)`` where it computes them
+        (a model with several heads and targets, such as panoptic ones), else ``loss_fn`` on the logits
+        and each auxiliary output's, weighted, against ``batch["mask"]``."""
+        own_losses = getattr(self.bare_model, "losses", None)
+        if callable(own_losses):
+            return sum(own_losses(outputs, batch).values())
+        logits, aux = split_outputs(outputs)
+        targets = batch["mask"]
+        loss = self.loss_fn(logits.float(), targets)
+        for weight, aux_logits in zip(self._aux_weights(len(aux)), aux, strict=True):
+            loss = loss + weight * self.loss_fn(aux_logits.float(), targets)
+        return loss
 
     def _finite_everywhere(self, value: float) -> bool:
         """Whether the loss is finite, under ``skip_nonfinite`` on every process: they must all skip
@@ -274,15 +289,15 @@ class Trainer:
 
     def _evaluate(self) -> None:
         self._broadcast_buffers()
-        metrics = evaluate(self.bare_model, self.val_loader, num_classes=self.num_classes,
-                           ignore_index=self.ignore_index, device=self.device, amp=self.amp,
-                           progress=False)
+        metrics = inference_on_dataset(self.bare_model, self.val_loader, self.evaluator, device=self.device,
+                                       amp=self.amp, progress=False)
         record = {"kind": "eval", "epoch": self.state.epoch, "iteration": self.state.iteration, **metrics}
         self.state.history.append(record)
         self._write_log(record)
-        self._write_tensorboard({f"val/{k}": metrics[k] for k in ("miou", "pixel_accuracy", "fwiou")})
-        if metrics["miou"] > self.state.best_miou:
-            self.state.best_miou, self.state.best_epoch = metrics["miou"], self.state.epoch
+        self._write_tensorboard({f"val/{k}": metrics[k] for k in ("miou", "pixel_accuracy", "fwiou", "pq", "sq", "rq")
+                                 if isinstance(metrics.get(k), (int, float))})
+        if metrics[self.score] > self.state.best_score:
+            self.state.best_score, self.state.best_epoch = metrics[self.score], self.state.epoch
             self._save("best.pt")
         self._write_summary()
 
@@ -302,7 +317,7 @@ class Trainer:
         return {
             "epochs_completed": self.state.epoch,
             "iterations": self.state.iteration,
-            "best_miou": self.state.best_miou if evals else None,
+            f"best_{self.score}": self.state.best_score if evals else None,
             "best_epoch": self.state.best_epoch if evals else None,
             "last": evals[-1] if evals else None,
             "class_names": self.class_names,
