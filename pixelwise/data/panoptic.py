@@ -6,7 +6,9 @@ A COCO panoptic PNG stores one segment id per pixel as its colour, ``id = R + 25
 one segment per instance) and which stuff. :func:`decode_panoptic` turns a PNG and its
 annotation into per-pixel ``(category id, instance id)`` pairs, the layout
 ``pixelwise.metrics.PanopticQuality`` will take, checking everything a damaged or hand-made file
-can get wrong; :func:`encode_panoptic` writes them back.
+can get wrong; :func:`encode_panoptic` writes them back, and :func:`write_coco_panoptic` /
+:func:`write_coco_panoptic_json` write the PNGs and the annotation file of a dataset or of
+predictions (the files the COCO panoptic API evaluates).
 
 >>> ids = np.array([[0, 1, 1], [2, 2, 513]])
 >>> np.array_equal(rgb_to_id(id_to_rgb(ids)), ids)
@@ -15,17 +17,18 @@ True
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from pixelwise.data.datasets.base import DatasetError
 from pixelwise.data.io import open_decoded
+from pixelwise.data.targets import VOID, PanopticTarget
 
-VOID = -1  # the category of unlabelled pixels (segment id 0)
 MAX_ID = 256**3 - 1
 
 
@@ -44,16 +47,6 @@ def id_to_rgb(ids: np.ndarray) -> np.ndarray:
     if ids.size and (ids.min() < 0 or ids.max() > MAX_ID):
         raise ValueError(f"segment ids must lie in 0..{MAX_ID}, got {ids.min()}..{ids.max()}")
     return np.stack([ids % 256, ids // 256 % 256, ids // 65536], -1).astype(np.uint8)
-
-
-@dataclass(frozen=True)
-class PanopticTarget:
-    """One image's panoptic labels: ``pairs`` ``H x W x 2`` (category id or ``VOID``, instance id:
-    1, 2, ... per thing of a category, 0 for stuff and void) and ``crowd`` ``H x W`` (pixels of
-    crowd segments, which are also counted as void by the panoptic quality)."""
-
-    pairs: np.ndarray
-    crowd: np.ndarray
 
 
 def read_panoptic_png(path: str | Path) -> np.ndarray:
@@ -146,3 +139,70 @@ def encode_panoptic(target: PanopticTarget, categories: Mapping[int, bool]) -> t
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def write_coco_panoptic(pairs: Any, path_png: str | Path, categories: Mapping[int, bool], *,
+                        crowd: Any = None, category_ids: Sequence[int] | None = None) -> list[dict]:
+    """Write per-pixel ``(category, instance)`` pairs (``H x W x 2``, numpy or torch; ``VOID``
+    unlabelled) as a COCO panoptic PNG at ``path_png`` and return its ``segments_info``.
+
+    ``categories`` maps each category id to whether it is a thing. The category channel holds
+    category ids, or class indices when ``category_ids`` (the category id of each class index, e.g.
+    ``dataset.category_ids``) is given. ``crowd`` (``H x W`` booleans) marks crowd regions. Segments
+    are :func:`encode_panoptic`'s, their ids renumbered so that thing segments come first in
+    instance-id order: reading the file back (``COCOPanopticDataset``) gives the same pairs.
+
+    >>> import tempfile, os
+    >>> pairs = np.array([[[0, 0], [1, 2]], [[1, 1], [VOID, 0]]])  # class 0 stuff, class 1 things #1, #2
+    >>> path = os.path.join(tempfile.mkdtemp(), "1.png")
+    >>> info = write_coco_panoptic(pairs, path, {7: True, 50: False}, category_ids=[50, 7])
+    >>> [(s["id"], s["category_id"]) for s in info], rgb_to_id(np.asarray(Image.open(path))).tolist()
+    ([(1, 7), (2, 7), (3, 50)], [[3, 2], [1, 0]])
+    """
+    pairs = np.asarray(pairs).astype(np.int64)  # a copy: the categories are mapped in place
+    crowd = np.zeros(pairs.shape[:-1], bool) if crowd is None else np.asarray(crowd, dtype=bool)
+    if pairs.ndim != 3 or pairs.shape[-1] != 2 or crowd.shape != pairs.shape[:2]:
+        raise ValueError(f"expected pairs H x W x 2 and crowd H x W, got {pairs.shape} and {crowd.shape}")
+    if category_ids is not None:
+        lookup, labelled = np.asarray(category_ids, dtype=np.int64), pairs[..., 0] != VOID
+        outside = labelled & ((pairs[..., 0] < 0) | (pairs[..., 0] >= len(lookup)))
+        if outside.any():
+            raise ValueError(f"class indices {np.unique(pairs[..., 0][outside]).tolist()} have no category id "
+                             f"({len(lookup)} category_ids)")
+        pairs[..., 0][labelled] = lookup[pairs[..., 0][labelled]]
+    rgb, segments = encode_panoptic(PanopticTarget(pairs, crowd), categories)
+    ids = rgb_to_id(rgb)
+    present, first = np.unique(ids, return_index=True)
+    instance = dict(zip(present.tolist(), pairs.reshape(-1, 2)[first, 1].tolist()))
+    order = sorted(segments, key=lambda s: (instance[s["id"]] == 0, instance[s["id"]], s["id"]))
+    renumber = np.zeros(len(segments) + 1, np.int64)
+    renumber[[s["id"] for s in order]] = np.arange(1, len(order) + 1)
+    Image.fromarray(id_to_rgb(renumber[ids])).save(path_png)
+    return [{**segment, "id": number} for number, segment in enumerate(order, start=1)]
+
+
+def write_coco_panoptic_json(path: str | Path, *, images: Sequence[Mapping[str, Any]],
+                             annotations: Sequence[Mapping[str, Any]],
+                             categories: Sequence[Mapping[str, Any]]) -> Path:
+    """Write a COCO panoptic annotation file: ``images`` (``id``, ``file_name``, ``height``,
+    ``width``), ``annotations`` (``image_id``, ``file_name`` of the PNG, ``segments_info`` as
+    :func:`write_coco_panoptic` returns it) and ``categories`` (``id``, ``name``, ``isthing``).
+    Every annotation must name a listed image and only listed categories (checked as when read).
+    """
+    isthing = {category["id"]: bool(category["isthing"]) for category in categories}
+    image_ids = {image["id"] for image in images}
+    for annotation in annotations:
+        if annotation["image_id"] not in image_ids:
+            raise ValueError(f"annotation {annotation['file_name']} names image {annotation['image_id']}, "
+                             "which images does not list")
+        check_segments(annotation["segments_info"], isthing, f"annotation {annotation['file_name']}")
+    content = {"images": list(images), "annotations": list(annotations), "categories": list(categories)}
+    Path(path).write_text(json.dumps(content, default=_plain))
+    return Path(path)
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars and arrays as the JSON values they stand for."""
+    if isinstance(value, np.generic | np.ndarray):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")

@@ -110,16 +110,16 @@ MAX_REPLACEMENTS = 16  # readable samples looked for in a row before giving up
 
 
 def collate_skipping(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    """``default_collate`` of the samples that were read, with ``"skipped"``: the messages of those
-    that were left out (:class:`SeededDataset` with ``on_bad_sample``). A batch of dropped samples
-    only is ``{"skipped": [...]}``, without images.
+    """:func:`pixelwise.data.targets.collate` of the samples that were read, with ``"skipped"``: the
+    messages of those that were left out (:class:`SeededDataset` with ``on_bad_sample``). A batch of
+    dropped samples only is ``{"skipped": [...]}``, without images.
 
     >>> batch = collate_skipping([{"x": torch.ones(2), "skipped": []}, {"skipped": ["cannot read image a.png"]}])
     >>> batch["x"].shape, batch["skipped"]
     (torch.Size([1, 2]), ['cannot read image a.png'])
     """
-    from torch.utils.data import default_collate
+    from pixelwise.data.targets import collate
 
     skipped = [message for sample in samples for message in sample["skipped"]]
     good = [{k: v for k, v in sample.items() if k != "skipped"} for sample in samples if len(sample) > 1]
-    return {**(default_collate(good) if good else {}), "skipped": skipped}
+    return {**(collate(good) if good else {}), "skipped": skipped}

@@ -4,7 +4,9 @@ A sample is the dataset dict ``{"image": tv_tensors.Image, "mask": tv_tensors.Ma
 "name": str}``; every transform here receives and returns that dict. Geometric
 transforms move the image and the mask together (masks always with nearest
 neighbour, padded / uncovered mask pixels get ``IGNORE_INDEX``); photometric ones touch
-the image only.
+the image only. The instance and panoptic targets of :mod:`pixelwise.data.targets` move with
+them (uncovered pixels: void, not crowd, in no instance); :class:`SanitizeInstances`, part of
+:func:`train_transforms`, then fits the boxes to the moved masks and drops emptied instances.
 
 >>> import torch
 >>> from torchvision import tv_tensors
@@ -26,6 +28,8 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 from torchvision.transforms.v2._utils import query_size  # what v2.ElasticTransform sizes itself with
 
+from pixelwise.data.targets import PanopticPairs, boxes_from_masks
+
 __all__ = [
     "IGNORE_INDEX",
     "IMAGENET_MEAN",
@@ -33,6 +37,7 @@ __all__ = [
     "PAD_FILL",
     "ElasticTransform",
     "RandomScale",
+    "SanitizeInstances",
     "denormalize",
     "elastic_deformation",
     "eval_transforms",
@@ -83,7 +88,7 @@ class RandomScale(v2.Transform):
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
         # Legacy "nearest" samples floor(i * in / out), up to half a source pixel off the
         # pixel centres that bilinear uses; "nearest-exact" keeps masks on the image grid.
-        is_mask = isinstance(inpt, tv_tensors.Mask)
+        is_mask = isinstance(inpt, (tv_tensors.Mask, PanopticPairs))
         interpolation = v2.InterpolationMode.NEAREST_EXACT if is_mask else self.interpolation
         if not is_mask and params["size"] == [1, 1] and isinstance(inpt, torch.Tensor) and inpt.dtype == torch.uint8:
             # torch's antialiased uint8 kernel fails an internal assert ("num_channels ==
@@ -94,11 +99,43 @@ class RandomScale(v2.Transform):
 
 
 def _spatial_size(flat_inputs: list[Any]) -> tuple[int, int]:
-    """The common ``(H, W)`` of the images and masks of a sample; mismatches raise."""
-    sizes = {tuple(F.get_size(x)) for x in flat_inputs if isinstance(x, (tv_tensors.Image, tv_tensors.Mask))}
+    """The common ``(H, W)`` of the images, masks and panoptic pairs of a sample; mismatches raise."""
+    sizes = {tuple(F.get_size(x)) for x in flat_inputs
+             if isinstance(x, (tv_tensors.Image, tv_tensors.Mask, PanopticPairs))}
     if len(sizes) != 1:
         raise ValueError(f"expected images and masks of one common size, got sizes {sorted(sizes)}")
     return sizes.pop()
+
+
+class SanitizeInstances:
+    """Fit the instance boxes of a sample (``sample["instances"]``) to its masks after geometric
+    transforms, and drop the instances they left without a pixel (cropped or shifted away).
+
+    ``v2`` transforms move boxes as boxes (a rotated box grows; a cropped one is clipped, not fitted
+    to what remains of its object), so the boxes are recomputed from the masks
+    (:func:`pixelwise.data.targets.boxes_from_masks`). Samples without instances pass unchanged;
+    no random number is drawn.
+
+    >>> from pixelwise.data.targets import BinaryMask
+    >>> masks = BinaryMask(torch.zeros(2, 4, 4)); masks[1, 1:3, 0] = True
+    >>> boxes = tv_tensors.BoundingBoxes(torch.zeros(2, 4), format="XYXY", canvas_size=(4, 4))
+    >>> sample = {"instances": {"boxes": boxes, "masks": masks, "labels": torch.tensor([3, 5]),
+    ...                         "iscrowd": torch.tensor([False, False])}}
+    >>> out = SanitizeInstances()(sample)["instances"]
+    >>> out["boxes"].tolist(), out["labels"].tolist()
+    ([[0.0, 1.0, 1.0, 3.0]], [5])
+    """
+
+    def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
+        if not isinstance(sample, dict) or "instances" not in sample:
+            return sample
+        instances = sample["instances"]
+        keep = instances["masks"].flatten(1).any(1)
+        kept = {key: tv_tensors.wrap(value[keep], like=value) if isinstance(value, tv_tensors.Mask) else value[keep]
+                for key, value in instances.items() if key != "boxes"}
+        boxes = tv_tensors.BoundingBoxes(boxes_from_masks(kept["masks"]), format="XYXY",
+                                         canvas_size=tuple(kept["masks"].shape[-2:]))
+        return {**sample, "instances": {key: boxes if key == "boxes" else kept[key] for key in instances}}
 
 
 def random_shift(fraction: float) -> v2.RandomAffine:
@@ -169,7 +206,8 @@ def train_transforms(
 ) -> v2.Compose:
     """Training augmentation: random scale -> random crop (padding image 0, mask 255) ->
     horizontal flip -> shift (``shift`` = max fraction) -> elastic deformation (p=0.5) ->
-    brightness/contrast jitter (``color`` = strength) -> normalisation.
+    instance boxes refitted (:class:`SanitizeInstances`) -> brightness/contrast jitter
+    (``color`` = strength) -> normalisation.
 
     >>> [type(t).__name__ for t in train_transforms(64, shift=0.1).transforms][:4]
     ['RandomScale', 'RandomCrop', 'RandomHorizontalFlip', 'RandomAffine']
@@ -184,6 +222,7 @@ def train_transforms(
         steps.append(random_shift(shift))
     if elastic:
         steps.append(v2.RandomApply([elastic_deformation()], p=0.5))  # half the samples stay undeformed
+    steps.append(SanitizeInstances())
     if color > 0:
         steps.append(v2.ColorJitter(brightness=color, contrast=color))
     steps.extend(normalize().transforms)

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from pixelwise.data import build_dataset
 from pixelwise.data.sampling import EpochSampler, SeededDataset, collate_skipping
+from pixelwise.data.targets import collate
 from pixelwise.data.transforms import eval_transforms, train_transforms
 from pixelwise.engine.checkpoint import CheckpointError, load_checkpoint, load_model_state
 from pixelwise.engine.config import TrainConfig
@@ -386,8 +387,9 @@ def _val_loader(dataset: Dataset, config: TrainConfig, rank: int, world_size: in
 
 
 def _collate(config: TrainConfig) -> Any:
-    """Batches that leave out unreadable samples under ``skip_bad_samples``; else torch's default."""
-    return collate_skipping if config.skip_bad_samples else None
+    """Batches that leave out unreadable samples under ``skip_bad_samples``; else torch's default, with
+    instance targets kept as per-image lists (:func:`pixelwise.data.targets.collate`)."""
+    return collate_skipping if config.skip_bad_samples else collate
 
 
 def _wrap_distributed(model: nn.Module, device: torch.device, world_size: int, sync_bn: bool | None) -> nn.Module:

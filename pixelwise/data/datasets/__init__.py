@@ -1,7 +1,8 @@
 """Dataset readers, one file each, registered in :data:`pixelwise.registry.DATASETS`.
 
 ``build_dataset("cityscapes", root, split="val")`` builds one by name; every reader
-returns the same sample dict (see :class:`SegmentationDataset`).
+returns the same sample dict (see :class:`SegmentationDataset`), and those that serve the
+instance or panoptic task (``task="panoptic"``) the targets :mod:`pixelwise.data.targets` describes.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pixelwise.data.datasets.base import DatasetError, SegmentationDataset, Tran
 from pixelwise.data.datasets.camvid import CamVidDataset
 from pixelwise.data.datasets.cityscapes import CityscapesDataset
 from pixelwise.data.datasets.coco import COCODataset
+from pixelwise.data.datasets.coco_panoptic import COCOPanopticDataset
 from pixelwise.data.datasets.folder import FolderDataset
 from pixelwise.data.datasets.synthetic import SyntheticScenes
 from pixelwise.data.datasets.voc import VOCDataset
@@ -30,7 +32,7 @@ def build_dataset(
     """The dataset registered as ``name``, reading ``split`` under ``root``.
 
     Extra keyword arguments go to the reader (e.g. ``sbd_root`` for ``voc``,
-    ``include_background`` for ``coco``). Unknown names raise
+    ``include_background`` for ``coco``, ``task`` for those with several tasks). Unknown names raise
     :class:`pixelwise.registry.UnknownNameError` listing close names.
     """
     reader = DATASETS.get(name)
@@ -50,6 +52,7 @@ def list_datasets() -> list[str]:
 __all__ = [
     "ADE20KDataset",
     "COCODataset",
+    "COCOPanopticDataset",
     "CamVidDataset",
     "CityscapesDataset",
     "DatasetError",

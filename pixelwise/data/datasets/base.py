@@ -8,6 +8,11 @@ converting, checking and the error messages live here, once.
 Every sample is checked when it is read: image and mask must have the same size and the
 (mapped) mask may only hold ``0..num_classes-1`` or ``ignore_index``. Anything else raises
 :class:`DatasetError` naming the file(s) and what was expected.
+
+Readers that also serve the instance or panoptic task (``task=``; the sample contract is in
+:mod:`pixelwise.data.targets`) implement :meth:`SegmentationDataset.read_panoptic` and/or
+:meth:`SegmentationDataset.read_instances`; the targets are oriented like the mask and checked here
+too (:func:`check_panoptic_target`, :func:`check_instance_target`).
 """
 
 from __future__ import annotations
@@ -32,6 +37,15 @@ from pixelwise.data.io import (
     open_decoded,
     orient_like,
     read_oriented,
+)
+from pixelwise.data.targets import (
+    TASKS,
+    VOID,
+    InstanceTarget,
+    PanopticTarget,
+    instance_sample,
+    instances_from_panoptic,
+    panoptic_sample,
 )
 
 Transform = Callable[[dict[str, Any]], dict[str, Any]]
@@ -83,8 +97,8 @@ def read_label_png(path: Path) -> np.ndarray:
 
 def orient_mask(mask: np.ndarray, image_size: tuple[int, int], transposition: Image.Transpose | None
                 ) -> np.ndarray:
-    """Give ``mask`` the EXIF transposition its image was given (``read_oriented``), so the two stay
-    aligned: a mask drawn on the stored pixel grid is turned with its image. A mask that already has
+    """Give ``mask`` (``H x W`` or ``H x W x C``) the EXIF transposition its image was given (``read_oriented``),
+    so the two stay aligned: a mask drawn on the stored pixel grid is turned with its image. A mask that already has
     the turned image's size but not the stored one was drawn on the image as viewers show it, and
     is kept as it is. (Masks' own EXIF tags are not applied: labels live on their pixel grid.)
 
@@ -97,8 +111,8 @@ def orient_mask(mask: np.ndarray, image_size: tuple[int, int], transposition: Im
     """
     if transposition is None:
         return mask
-    stored_size = image_size[::-1] if transposition in _AXES_SWAPPING else image_size
-    if mask.shape == tuple(image_size) and mask.shape != tuple(stored_size):
+    stored_size = tuple(image_size[::-1] if transposition in _AXES_SWAPPING else image_size)
+    if mask.shape[:2] == tuple(image_size) and mask.shape[:2] != stored_size:
         return mask
     return orient_like(mask, transposition)
 
@@ -158,6 +172,85 @@ def check_label_range(
             f"mask {path} has values {short_list(values)} outside the valid range "
             f"0..{num_classes - 1} ({num_classes} classes; {ignore_index} = ignore{note})"
         )
+
+
+def check_task(task: str, tasks: tuple[str, ...], reader: str) -> str:
+    """``task`` if ``reader`` serves it, else a :class:`DatasetError` listing the tasks it serves."""
+    if task not in tasks:
+        known = "" if task in TASKS else f"; the tasks are {', '.join(TASKS)}"
+        raise DatasetError(f"{reader} has no task {task!r}: it serves {', '.join(tasks)}{known}")
+    return task
+
+
+def check_panoptic_target(target: PanopticTarget, image_size: tuple[int, int], num_classes: int,
+                          things: Iterable[int], source: Path | str) -> None:
+    """Raise a :class:`DatasetError` naming ``source`` unless ``target`` follows the panoptic contract
+    (:mod:`pixelwise.data.targets`): integer pairs and a boolean crowd mask of the image's size,
+    categories in ``0..num_classes-1`` or ``VOID``, instance ids ``> 0`` exactly on the thing pixels
+    outside crowd regions, and one category per instance id."""
+    pairs, crowd = target.pairs, target.crowd
+    height, width = image_size
+    if pairs.shape != (height, width, 2) or not np.issubdtype(pairs.dtype, np.integer):
+        raise DatasetError(f"{source}: panoptic pairs have shape {pairs.shape} and dtype {pairs.dtype}; expected "
+                           f"integers {height} x {width} x 2 (the image is {width}x{height})")
+    if crowd.shape != (height, width) or crowd.dtype != bool:
+        raise DatasetError(f"{source}: the crowd mask has shape {crowd.shape} and dtype {crowd.dtype}; expected "
+                           f"booleans {height} x {width}")
+    category = pairs[..., 0]
+    outside = (category != VOID) & ((category < 0) | (category >= num_classes))
+    if outside.any():
+        raise DatasetError(f"{source}: panoptic categories {short_list(np.unique(category[outside]).tolist())} "
+                           f"are outside 0..{num_classes - 1} ({num_classes} classes; {VOID} = void)")
+    _check_instance_ids(pairs, crowd, np.isin(category, list(things)), source)
+
+
+def _check_instance_ids(pairs: np.ndarray, crowd: np.ndarray, is_thing: np.ndarray, source: Path | str) -> None:
+    """Instance ids > 0 exactly on thing pixels outside crowd regions, one category per id."""
+    category, instance = pairs[..., 0], pairs[..., 1]
+    problems = {"negative instance ids": instance < 0,
+                "instance ids on stuff or void pixels": ~is_thing & (instance != 0),
+                "instance ids on crowd pixels": crowd & (instance != 0),
+                "thing pixels without an instance id outside crowd regions": is_thing & (instance == 0) & ~crowd}
+    for problem, where in problems.items():
+        if where.any():
+            row, column = (int(axis[0]) for axis in np.nonzero(where))
+            raise DatasetError(f"{source}: {problem}, e.g. (category, instance) {tuple(pairs[row, column].tolist())} "
+                               f"at row {row}, column {column}")
+    numbered = instance > 0
+    ids, categories = instance[numbered], category[numbered]
+    category_of = np.zeros(int(ids.max(initial=0)) + 1, np.int64)
+    category_of[ids] = categories  # one of each id's categories: pixels of any other one differ from it
+    shared = np.unique(ids[category_of[ids] != categories])
+    if shared.size:
+        raise DatasetError(f"{source}: instance ids {short_list(shared.tolist())} are used by more than "
+                           "one category; each thing segment of an image needs its own instance id")
+
+
+def check_instance_target(target: InstanceTarget, image_size: tuple[int, int], num_classes: int,
+                          source: Path | str) -> None:
+    """Raise a :class:`DatasetError` naming ``source`` unless ``target`` follows the instance contract:
+    ``K`` boolean masks of the image's size, each with a pixel, ``K`` labels in ``0..num_classes-1`` and
+    ``K`` boolean crowd flags."""
+    masks, labels, iscrowd = target.masks, target.labels, target.iscrowd
+    height, width = image_size
+    if masks.ndim != 3 or masks.shape[1:] != (height, width) or masks.dtype != bool:
+        raise DatasetError(f"{source}: instance masks have shape {masks.shape} and dtype {masks.dtype}; expected "
+                           f"booleans K x {height} x {width} (the image is {width}x{height})")
+    count = len(masks)
+    if labels.shape != (count,) or not np.issubdtype(labels.dtype, np.integer):
+        raise DatasetError(f"{source}: instance labels have shape {labels.shape} and dtype {labels.dtype}; "
+                           f"expected {count} integers, one per mask")
+    if iscrowd.shape != (count,) or iscrowd.dtype != bool:
+        raise DatasetError(f"{source}: iscrowd has shape {iscrowd.shape} and dtype {iscrowd.dtype}; "
+                           f"expected {count} booleans, one per mask")
+    outside = (labels < 0) | (labels >= num_classes)
+    if outside.any():
+        raise DatasetError(f"{source}: instance labels {short_list(np.unique(labels[outside]).tolist())} are "
+                           f"outside 0..{num_classes - 1} ({num_classes} classes)")
+    empty = np.flatnonzero(~masks.any((1, 2)))
+    if empty.size:
+        raise DatasetError(f"{source}: instance masks {short_list(empty.tolist())} (0-based) have no pixel, so no "
+                           "box; readers leave such instances out")
 
 
 def pair_samples(
@@ -222,11 +315,14 @@ class SegmentationDataset(Dataset):
 
     ``dataset[i]`` is ``{"image": tv_tensors.Image uint8 3xHxW RGB, "mask":
     tv_tensors.Mask int64 HxW, "name": str}``, passed through ``transforms`` when given
-    (a callable taking and returning that dict, torchvision.transforms.v2 style).
+    (a callable taking and returning that dict, torchvision.transforms.v2 style). With
+    ``task="instance"`` or ``"panoptic"`` (readers listing them in ``tasks``) the sample also holds
+    that task's targets, as :mod:`pixelwise.data.targets` describes.
 
     Subclasses set the class attributes below, implement :meth:`list_samples`, and
-    override :meth:`read_mask` only when masks are not label PNGs. Their ``layout`` is
-    appended to their docstring and printed when a split directory is missing.
+    override :meth:`read_mask` only when masks are not label PNGs; those with other tasks
+    implement :meth:`read_panoptic` (which also gives the instances) or :meth:`read_instances`.
+    Their ``layout`` is appended to their docstring and printed when a split directory is missing.
     """
 
     classes: tuple[str, ...] = ()
@@ -237,6 +333,9 @@ class SegmentationDataset(Dataset):
     nested_root: ClassVar[str | None] = None  # ROOT may also be the folder above ROOT/nested
     label_lut: ClassVar[np.ndarray | None] = None  # raw value -> class, see lut_from_mapping
     mapping_note: ClassVar[str] = ""  # the label mapping in words, for error messages
+    tasks: ClassVar[tuple[str, ...]] = ("semantic",)  # what ``task`` may be
+    things: frozenset[int] = frozenset()  # class indices of countable classes (instance, panoptic tasks)
+    stuffs: frozenset[int] = frozenset()  # class indices of amorphous classes (panoptic task)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -246,8 +345,9 @@ class SegmentationDataset(Dataset):
 
     def __init__(
         self, root: str | Path, split: str = "train", transforms: Transform | None = None, *,
-        input_range: tuple[float, float] | None = None,
+        input_range: tuple[float, float] | None = None, task: str = "semantic",
     ) -> None:
+        self.task = check_task(task, self.tasks, type(self).__name__)
         if split not in self.splits:
             raise DatasetError(
                 f"{type(self).__name__} has no split {split!r}; choose one of "
@@ -280,6 +380,36 @@ class SegmentationDataset(Dataset):
         """The raw ``H x W`` labels of sample ``index`` (before :meth:`remap`)."""
         return read_label_png(self.samples[index].mask_path)
 
+    def read_panoptic(self, index: int) -> PanopticTarget:
+        """The panoptic target of sample ``index`` in class indices (readers with the panoptic task)."""
+        raise NotImplementedError(f"{type(self).__name__} has no panoptic targets")
+
+    def read_instances(self, index: int) -> InstanceTarget:
+        """The instances of sample ``index``; by default those of :meth:`read_panoptic` (checked first)."""
+        target = self.read_panoptic(index)
+        check_panoptic_target(target, target.crowd.shape, self.num_classes, self.things, self.target_path(index))
+        return instances_from_panoptic(target, self.things)
+
+    def target_path(self, index: int) -> Path:
+        """The file the targets of sample ``index`` are read from, for error messages."""
+        return self.samples[index].mask_path
+
+    def read_targets(self, index: int, image_size: tuple[int, int],
+                     transposition: Image.Transpose | None) -> dict[str, Any]:
+        """The sample keys of ``self.task`` for sample ``index``, oriented like its mask and checked."""
+        source = self.target_path(index)
+        if self.task == "panoptic":
+            raw = self.read_panoptic(index)
+            target = PanopticTarget(orient_mask(raw.pairs, image_size, transposition),
+                                    orient_mask(raw.crowd, image_size, transposition))
+            check_panoptic_target(target, image_size, self.num_classes, self.things, source)
+            return panoptic_sample(target)
+        raw = self.read_instances(index)
+        masks = np.moveaxis(orient_mask(np.moveaxis(raw.masks, 0, -1), image_size, transposition), -1, 0)
+        target = InstanceTarget(np.ascontiguousarray(masks), raw.labels, raw.iscrowd)
+        check_instance_target(target, image_size, self.num_classes, source)
+        return instance_sample(target)
+
     def remap(self, mask: np.ndarray) -> np.ndarray:
         """Raw labels -> class indices / ``ignore_index`` as int64 (via ``label_lut``)."""
         if self.label_lut is None:
@@ -305,12 +435,15 @@ class SegmentationDataset(Dataset):
             "mask": tv_tensors.Mask(torch.from_numpy(mask)),
             "name": sample.name,
         }
+        if self.task != "semantic":
+            item.update(self.read_targets(index, mask.shape, transposition))
         return self.transforms(item) if self.transforms is not None else item
 
     def __repr__(self) -> str:
+        task = "" if self.task == "semantic" else f", task={self.task!r}"
         return (
             f"{type(self).__name__}(root={str(self.root)!r}, split={self.split!r}, "
-            f"samples={len(self)}, classes={self.num_classes})"
+            f"samples={len(self)}, classes={self.num_classes}{task})"
         )
 
     # Helpers for list_samples: they raise with the expected layout when files are missing.

@@ -1,17 +1,23 @@
-"""Cityscapes fine annotations, mapped from the 34 label ids to the 19 train ids."""
+"""Cityscapes fine annotations, mapped from the 34 label ids to the 19 train ids; with
+``task="panoptic"`` or ``"instance"``, the things of ``*_gtFine_instanceIds.png`` too."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
 from pixelwise.data.datasets.base import (
+    DatasetError,
     Sample,
     SegmentationDataset,
     lut_from_mapping,
     pair_samples,
+    read_label_png,
+    short_list,
 )
+from pixelwise.data.targets import TASKS, VOID, PanopticTarget
 from pixelwise.registry import DATASETS
 
 
@@ -88,6 +94,10 @@ class CityscapesDataset(SegmentationDataset):
     ..., car 26 -> 13, ..., bicycle 33 -> 18). The other 15 ids (unlabeled, ego vehicle,
     parking, guard rail, caravan, ...) become 255 = ignore. License plate has id -1 and
     never appears in the PNGs. The palette is the official train-id colours.
+
+    ``task="panoptic"`` / ``"instance"`` read ``*_gtFine_instanceIds.png`` as cityscapesScripts'
+    ``createPanopticImgs`` does (:func:`panoptic_from_instance_ids`): the 8 train-id classes with
+    instances (person ... bicycle, train ids 11..18) are :attr:`things`, the other 11 :attr:`stuffs`.
     """
 
     classes = tuple(label.name for label in _TRAIN_LABELS)
@@ -96,10 +106,14 @@ class CityscapesDataset(SegmentationDataset):
         {label.id: label.train_id for label in CITYSCAPES_LABELS if label.id >= 0}
     )
     mapping_note = "labelIds 0..33 map to train ids 0..18 or 255"
+    tasks = TASKS
+    things = frozenset(label.train_id for label in _TRAIN_LABELS if label.has_instances)
+    stuffs = frozenset(label.train_id for label in _TRAIN_LABELS if not label.has_instances)
     layout = """\
 ROOT/
   leftImg8bit/<split>/CITY/CITY_SEQ_FRAME_leftImg8bit.png
   gtFine/<split>/CITY/CITY_SEQ_FRAME_gtFine_labelIds.png     label ids 0..33
+  gtFine/<split>/CITY/CITY_SEQ_FRAME_gtFine_instanceIds.png  (tasks instance, panoptic) label id * 1000 + n
 """
 
     def list_samples(self) -> list[Sample]:
@@ -108,6 +122,72 @@ ROOT/
         )
         mask_dir = self.root / "gtFine" / self.split
         masks = self.files_in(mask_dir, ("_gtFine_labelIds.png",), recursive=True)
-        return pair_samples(
+        samples = pair_samples(
             images, masks, looked_for=f"expected {mask_dir}/CITY/NAME_gtFine_labelIds.png"
         )
+        if self.task != "semantic":
+            missing = [path for path in map(instance_ids_path, samples) if not path.is_file()]
+            if missing:
+                raise self.layout_error(f"task {self.task!r} needs the instanceIds PNGs; {len(missing)} are "
+                                        f"missing: {short_list(missing)}")
+        return samples
+
+    def target_path(self, index: int) -> Path:
+        return instance_ids_path(self.samples[index])
+
+    def read_panoptic(self, index: int) -> PanopticTarget:
+        path = self.target_path(index)
+        return panoptic_from_instance_ids(read_label_png(path), path)
+
+
+def instance_ids_path(sample: Sample) -> Path:
+    """The ``*_gtFine_instanceIds.png`` beside the ``*_gtFine_labelIds.png`` of ``sample``."""
+    name = sample.mask_path.name.removesuffix("_gtFine_labelIds.png")
+    return sample.mask_path.with_name(f"{name}_gtFine_instanceIds.png")
+
+
+_NUM_IDS = 1 + max(label.id for label in CITYSCAPES_LABELS)
+_CATEGORY_OF_ID = np.array([VOID if CityscapesDataset.label_lut[i] == 255 else CityscapesDataset.label_lut[i]
+                            for i in range(_NUM_IDS)], dtype=np.int64)  # label id -> train id or VOID
+_HAS_INSTANCES = np.array([label.has_instances for label in sorted(
+    (label for label in CITYSCAPES_LABELS if label.id >= 0), key=lambda label: label.id)])
+
+
+def panoptic_from_instance_ids(ids: np.ndarray, path: Path | str) -> PanopticTarget:
+    """The panoptic target (train ids) of a Cityscapes ``instanceIds`` image, as cityscapesScripts'
+    ``createPanopticImgs`` reads it: a value ``v >= 1000`` is instance ``v % 1000`` of label id
+    ``v // 1000``, a smaller one is a label id. Label ids map to train ids as ``labelIds`` do;
+    ignored ones (train id 255: unlabeled, parking, caravan, ...) are :data:`VOID`. A label with
+    instances stored without one (a group of cars, ``26``) is a crowd region of its class.
+    Thing segments are numbered 1..K in the order of their values; a value naming no label, or
+    an instance of a label without instances, is refused naming ``path``.
+
+    >>> ids = np.array([[7, 26000, 26001], [26, 0, 24000]])  # road, cars 0 and 1; car group, unlabeled, person 0
+    >>> target = panoptic_from_instance_ids(ids, "x_gtFine_instanceIds.png")
+    >>> target.pairs[..., 0].tolist(), target.pairs[..., 1].tolist(), target.crowd.astype(int).tolist()
+    ([[0, 13, 13], [13, -1, 11]], [[0, 2, 3], [0, 0, 1]], [[0, 0, 0], [1, 0, 0]])
+    """
+    ids = ids.astype(np.int64)
+    label = np.where(ids >= 1000, ids // 1000, ids)
+    unknown = (label < 0) | (label >= _NUM_IDS)
+    if unknown.any():
+        raise DatasetError(f"instanceIds {path} has values {short_list(np.unique(ids[unknown]).tolist())} naming no "
+                           f"Cityscapes label: expected label ids 0..{_NUM_IDS - 1}, or label id * 1000 + n for "
+                           "instance n of a label with instances")
+    label = np.where(unknown, 0, label)
+    numbered = ids >= 1000
+    stray = numbered & ~_HAS_INSTANCES[label]
+    if stray.any():
+        names = sorted({CITYSCAPES_LABELS[i].name for i in np.unique(label[stray]).tolist()})
+        raise DatasetError(f"instanceIds {path} has values {short_list(np.unique(ids[stray]).tolist())}: instances "
+                           f"of {', '.join(names)}, which have none in the Cityscapes label table")
+    category = _CATEGORY_OF_ID[label]
+    labelled = category != VOID
+    instance = np.zeros_like(ids)
+    things = numbered & labelled
+    present = np.flatnonzero(np.bincount(ids[things], minlength=1))  # the values of thing segments, in order
+    number = np.zeros(present[-1] + 1 if len(present) else 0, np.int64)
+    number[present] = np.arange(1, len(present) + 1)
+    instance[things] = number[ids[things]]
+    crowd = labelled & ~numbered & _HAS_INSTANCES[label]
+    return PanopticTarget(np.stack([category, instance], -1), crowd)

@@ -1,4 +1,4 @@
-"""COCO 2017 instance annotations rendered as semantic masks (needs pycocotools)."""
+"""COCO 2017 instance annotations rendered as semantic masks, or read as instances (needs pycocotools)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from pixelwise.data.datasets.base import (
     inside_root,
     short_list,
 )
+from pixelwise.data.targets import InstanceTarget
 from pixelwise.registry import DATASETS
 
 # The 80 thing categories of COCO 2017 in category-id order (ids 1..90 with 10 gaps).
@@ -152,6 +153,23 @@ def checked_segmentation(ann: dict[str, Any], height: int, width: int, path: Pat
                        "(lists of x, y coordinates) or an RLE {'counts': ..., 'size': [height, width]}")
 
 
+def check_box(ann: dict[str, Any], path: Path) -> None:
+    """Raise a :class:`DatasetError` naming ``path`` and the annotation unless its ``bbox`` (if it has
+    one) is ``[x, y, width, height]`` of finite numbers with a positive width and height, i.e. a box
+    ``x1, y1, x2, y2`` with ``x2 > x1`` and ``y2 > y1``. (The instance boxes themselves are computed
+    from the masks: this catches annotations whose box says they cover nothing.)"""
+    if "bbox" not in ann:
+        return
+    where, bbox = f"{path}: annotation {ann['id']} (image {ann['image_id']})", ann["bbox"]
+    if not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_number(v) for v in bbox)):
+        raise DatasetError(f"{where} has bbox {_short(bbox)}; expected [x, y, width, height], four finite numbers")
+    x, y, width, height = bbox
+    if width <= 0 or height <= 0:
+        raise DatasetError(f"{where} has a degenerate bbox {bbox}: width {width} and height {height} must be "
+                           f"positive (as x1, y1, x2, y2 it is {x}, {y}, {x + width}, {y + height}; a box needs "
+                           "x2 > x1 and y2 > y1)")
+
+
 def _checked_polygons(polygons: list, height: int, width: int, where: str) -> list | None:
     kept = []
     for polygon in polygons:
@@ -222,10 +240,16 @@ class COCODataset(SegmentationDataset):
     annotation are 255 = ignore. Where instances overlap, the smaller one wins: instances are
     drawn largest ``area`` first, crowd regions last. The class names are read from the
     annotation file; :data:`COCO_THINGS` lists those of COCO 2017.
+
+    ``task="instance"`` adds one instance per annotation of the image, in file order: its mask
+    (pycocotools' rasterisation of polygons or RLE, as drawn in ``"mask"``), its class and
+    ``iscrowd``; annotations covering no pixel are left out, and a ``bbox`` of zero or negative
+    width or height is refused (:func:`check_box`). Every category is a thing (:attr:`things`).
     """
 
     classes = ("background", *COCO_THINGS)
     splits = ("train", "val")
+    tasks = ("semantic", "instance")
     layout = """\
 ROOT/
   annotations/instances_<split>2017.json
@@ -239,10 +263,11 @@ ROOT/
         transforms: Transform | None = None,
         *,
         include_background: bool = True,
+        task: str = "semantic",
         input_range: tuple[float, float] | None = None,
     ) -> None:
         self.include_background = include_background
-        super().__init__(root, split, transforms, input_range=input_range)
+        super().__init__(root, split, transforms, input_range=input_range, task=task)
 
     def list_samples(self) -> list[Sample]:
         annotation_file = self.root / "annotations" / f"instances_{self.split}2017.json"
@@ -254,6 +279,7 @@ ROOT/
         self.class_of_category = {cat: first + i for i, cat in enumerate(category_ids)}
         names = tuple(category["name"] for category in self.coco.loadCats(category_ids))
         self.classes = ("background", *names) if self.include_background else names
+        self.things = frozenset(self.class_of_category.values())
         return self._samples(annotation_file)
 
     def _samples(self, annotation_file: Path) -> list[Sample]:
@@ -272,17 +298,33 @@ ROOT/
         names = sorted(self.image_id_of)
         return [Sample(name, on_disk[name], annotation_file) for name in names]
 
-    def read_mask(self, index: int) -> np.ndarray:
+    def _annotations(self, index: int) -> tuple[int, int, list[tuple[dict[str, Any], list | dict]]]:
+        """``(height, width, [(annotation, checked segmentation)])`` of sample ``index``, in file order,
+        without those covering nothing; all are checked before any is drawn."""
         image_id = self.image_id_of[self.samples[index].name]
         info = self.coco.imgs[image_id]
         height, width = info["height"], info["width"]
-        uncovered = 0 if self.include_background else self.ignore_index
-        mask = np.full((height, width), uncovered, dtype=np.int64)
         annotations = self.coco.loadAnns(self.coco.getAnnIds(imgIds=image_id, iscrowd=None))
-        # Checked before anything is drawn: area and iscrowd order the drawing.
         drawn = [(ann, checked_segmentation(ann, height, width, self.samples[index].mask_path))
                  for ann in annotations]
-        drawn = [(ann, segmentation) for ann, segmentation in drawn if segmentation is not None]
+        return height, width, [(ann, segmentation) for ann, segmentation in drawn if segmentation is not None]
+
+    def read_instances(self, index: int) -> InstanceTarget:
+        height, width, drawn = self._annotations(index)
+        path = self.samples[index].mask_path
+        for ann, _ in drawn:
+            check_box(ann, path)
+        pixels = [(ann, self._pixels(ann, segmentation)) for ann, segmentation in drawn]
+        pixels = [(ann, where) for ann, where in pixels if where.any()]
+        masks = np.stack([where for _, where in pixels]) if pixels else np.zeros((0, height, width), bool)
+        labels = np.array([self.class_of_category[ann["category_id"]] for ann, _ in pixels], np.int64)
+        return InstanceTarget(masks, labels, np.array([bool(ann.get("iscrowd", 0)) for ann, _ in pixels], bool))
+
+    def read_mask(self, index: int) -> np.ndarray:
+        # Checked before anything is drawn: area and iscrowd order the drawing.
+        height, width, drawn = self._annotations(index)
+        uncovered = 0 if self.include_background else self.ignore_index
+        mask = np.full((height, width), uncovered, dtype=np.int64)
         instances = sorted(
             ((ann, segmentation) for ann, segmentation in drawn if not ann.get("iscrowd", 0)),
             key=lambda pair: pair[0]["area"],

@@ -22,6 +22,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
+from pixelwise.data.datasets.base import check_instance_target, check_panoptic_target, check_task
 from pixelwise.data.scenes import (
     CLASSES,
     DEFAULT_BLUR,
@@ -38,6 +39,13 @@ from pixelwise.data.scenes import (
     generate_scene,
     paint_scene,
     shape_mask,
+)
+from pixelwise.data.targets import (
+    TASKS,
+    PanopticTarget,
+    instance_sample,
+    instances_from_panoptic,
+    panoptic_sample,
 )
 from pixelwise.registry import DATASETS
 
@@ -81,6 +89,10 @@ class SyntheticScenes(Dataset):
     after ``transforms``; ``dataset.scene(i)`` gives the full :class:`Scene` (instances,
     panoptic). Default sizes per split: train 400, val 50, test 50.
 
+    ``task="panoptic"`` / ``"instance"`` add the targets of :mod:`pixelwise.data.targets`, taken
+    from the scene's panoptic map: the 3 stuff classes (:attr:`stuffs`, indices 0..2) and the visible
+    things (:attr:`things`, 3..6), numbered 1..K in painting order; no pixel is void or crowd.
+
     >>> ds = SyntheticScenes(split="val", num_samples=2, size=32)
     >>> sample = ds[1]
     >>> sample["image"].shape, sample["mask"].dtype, sample["name"], len(ds)
@@ -93,6 +105,9 @@ class SyntheticScenes(Dataset):
     num_classes = len(CLASSES)
     ignore_index = 255
     palette = PALETTE
+    tasks = TASKS
+    things = frozenset(CLASSES.index(name) for name in THING_CLASSES)
+    stuffs = frozenset(CLASSES.index(name) for name in STUFF_CLASSES)
 
     def __init__(
         self,
@@ -106,7 +121,9 @@ class SyntheticScenes(Dataset):
         noise: float = DEFAULT_NOISE,
         blur: float = DEFAULT_BLUR,
         seed: int = 0,
+        task: str = "semantic",
     ) -> None:
+        self.task = check_task(task, self.tasks, type(self).__name__)
         if split not in SPLIT_OFFSETS:
             raise ValueError(f"unknown split {split!r}; expected one of {tuple(SPLIT_OFFSETS)}")
         num_samples = DEFAULT_NUM_SAMPLES[split] if num_samples is None else num_samples
@@ -133,7 +150,20 @@ class SyntheticScenes(Dataset):
             "mask": tv_tensors.Mask(torch.from_numpy(scene.semantic.astype(np.int64))),
             "name": self.name(index),
         }
+        if self.task != "semantic":
+            sample.update(self.targets(scene, sample["name"]))
         return self.transforms(sample) if self.transforms is not None else sample
+
+    def targets(self, scene: Scene, name: str) -> dict[str, Any]:
+        """The sample keys of ``self.task`` for ``scene`` (checked as a reader's targets are)."""
+        pairs = np.stack([scene.panoptic // PANOPTIC_LABEL_DIVISOR - 1, scene.panoptic % PANOPTIC_LABEL_DIVISOR], -1)
+        target = PanopticTarget(pairs.astype(np.int64), np.zeros(scene.semantic.shape, bool))
+        if self.task == "panoptic":
+            check_panoptic_target(target, scene.semantic.shape, self.num_classes, self.things, name)
+            return panoptic_sample(target)
+        instances = instances_from_panoptic(target, self.things)
+        check_instance_target(instances, scene.semantic.shape, self.num_classes, name)
+        return instance_sample(instances)
 
     def _check_index(self, index: int) -> int:
         # IndexError (not ValueError) keeps Python's iteration protocol working.
@@ -143,7 +173,9 @@ class SyntheticScenes(Dataset):
 
     def __repr__(self) -> str:
         knobs = ", ".join(f"{k}={v}" for k, v in self.scene_kwargs.items())
-        return f"SyntheticScenes(split={self.split!r}, num_samples={self.num_samples}, seed={self.seed}, {knobs})"
+        task = "" if self.task == "semantic" else f", task={self.task!r}"
+        return (f"SyntheticScenes(split={self.split!r}, num_samples={self.num_samples}, seed={self.seed}, "
+                f"{knobs}{task})")
 
 
 # --------------------------------------------------------------------------- writer
