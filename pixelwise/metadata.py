@@ -23,6 +23,8 @@ from typing import Any
 
 QUALITY_KEYS = {"miou": (int, float), "dataset": str, "split": str, "input_size": str}
 QUALITY_OPTIONAL = {"note": str}
+# The percentage a quality entry reports, by task: mean IoU, mask AP, panoptic quality.
+QUALITY_METRICS = {"semantic": "miou", "instance": "ap", "panoptic": "pq"}
 _NUMBER = (int, float)
 # A reported speed: what a paper's (or the survey's) speed table prints for the model.
 SPEED_KEYS = {"input_size": str, "fps": _NUMBER, "source": str}
@@ -50,11 +52,13 @@ def _check_keys_are_arguments(owner: str, what: str, keys: Mapping[str, Any], bu
         raise ValueError(f"{owner}: {what} {', '.join(unknown)} are not arguments of its builder")
 
 
-def _check_quality(owner: str, entries: Sequence[Mapping[str, Any]]) -> None:
+def _check_quality(owner: str, entries: Sequence[Mapping[str, Any]], metric: str = "miou") -> None:
+    """Each entry has ``metric`` (a percentage: ``QUALITY_METRICS`` of the model's task) in place of ``miou``."""
+    required = {metric: QUALITY_KEYS["miou"], **{k: v for k, v in QUALITY_KEYS.items() if k != "miou"}}
     for entry in entries:
-        _check_entry(owner, "quality", entry, QUALITY_KEYS, QUALITY_OPTIONAL)
-        if not 0 <= entry["miou"] <= 100:
-            raise ValueError(f"{owner}: quality miou is a percentage 0..100, got {entry['miou']!r}")
+        _check_entry(owner, "quality", entry, required, QUALITY_OPTIONAL)
+        if not 0 <= entry[metric] <= 100:
+            raise ValueError(f"{owner}: quality {metric} is a percentage 0..100, got {entry[metric]!r}")
 
 
 def _check_entry(owner: str, what: str, entry: Mapping[str, Any], required: Mapping[str, Any],
@@ -123,7 +127,8 @@ class ModelMetadata:
       ``params_tolerance`` (relative) in ``paper_kwargs``, the setting it refers to (its class count,
       input channels and any builder argument; 21 classes when not given). ``params_note`` says
       why no count is checked, or how the count is to be read.
-    - ``quality``: reported results, each ``{"miou": %, "dataset", "split", "input_size", "note"?}``.
+    - ``quality``: reported results, each ``{"miou": %, "dataset", "split", "input_size", "note"?}``; a
+      panoptic model reports ``"pq"`` and an instance model ``"ap"`` in place of ``"miou"``.
     - ``aux_weight``: the weight of each auxiliary loss in the paper's training (a number, or one per
       auxiliary output); ``create_model`` gives it to builders that take ``aux_weight``.
     - ``test_kwargs``: arguments that make the model small for the registry-wide tests.
@@ -170,7 +175,7 @@ class ModelMetadata:
         owner = f"model {name!r}"
         _check_keys_are_arguments(owner, "test_kwargs", self.test_kwargs, builder)
         _check_keys_are_arguments(owner, "paper_kwargs", self.paper_kwargs, builder)
-        _check_quality(owner, self.quality)
+        _check_quality(owner, self.quality, QUALITY_METRICS[self.task])
         _check_speed(owner, self.speed)
         if self.aux_weight is not None and (accepted := _builder_parameters(builder)) is not None \
                 and "aux_weight" not in accepted:

@@ -16,7 +16,7 @@ _HOMES = {
     "Evaluators": "evaluator", "SemanticEvaluator": "evaluator", "evaluate": "evaluator",
     "inference_on_dataset": "evaluator",
     "InferenceOptions": "inference", "predict_mask": "inference", "predict_files": "predictor",
-    "export_onnx": "onnx", "load_onnx_model": "onnx",
+    "export_onnx": "onnx", "load_onnx_model": "onnx", "PanopticEvaluator": "panoptic",
     "InferenceModel": "optimize", "optimize_for_inference": "optimize",
     "Trainer": "trainer", "TrainingError": "trainer",
 }

@@ -1,7 +1,16 @@
 """Small reusable blocks for the model zoo."""
 
 from pixelwise.layers.attention import ChannelSelfAttention, MultiScaleSpatialAttention
-from pixelwise.layers.conv import Activation, bn_act_conv, conv2d, conv_bn_act, conv_stack, relu, same_padding
+from pixelwise.layers.conv import (
+    Activation,
+    bn_act_conv,
+    conv2d,
+    conv_bn_act,
+    conv_stack,
+    relu,
+    same_padding,
+    separable_conv_bn_act,
+)
 from pixelwise.layers.dilated import (
     DILATED_CONV_KINDS,
     GriddingStats,
@@ -44,7 +53,7 @@ from pixelwise.layers.upsampling import (
 )
 
 __all__ = [
-    "Activation", "bn_act_conv", "conv2d", "conv_bn_act", "conv_stack", "relu", "same_padding",
+    "Activation", "bn_act_conv", "conv2d", "conv_bn_act", "conv_stack", "relu", "same_padding", "separable_conv_bn_act",
     # attention
     "ChannelSelfAttention", "MultiScaleSpatialAttention",
     # dilated convolution and gridding

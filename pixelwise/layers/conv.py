@@ -131,3 +131,20 @@ def conv_stack(
     )
     channels = [in_channels] + [out_channels] * num_convs
     return nn.Sequential(*(block(c_in, c_out) for c_in, c_out in pairwise(channels)))
+
+
+def separable_conv_bn_act(in_channels: int, out_channels: int, kernel_size: int = 3, *, dilation: int = 1,
+                          activation: Activation | None = relu) -> nn.Sequential:
+    """A depthwise-separable convolution (Chollet 2017, Xception): a ``kernel_size`` depthwise conv (one
+    filter per channel, ``groups=in_channels``) -> BN -> activation, then a 1x1 pointwise conv -> BN ->
+    activation; children ``depthwise`` and ``pointwise``. It costs ``in * k^2 + in * out`` weights where
+    a full convolution costs ``in * out * k^2``.
+
+    >>> block = separable_conv_bn_act(8, 16, 5)  # 8 * 25 + 8 * 16 weights, two BNs of 8 and 16 maps
+    >>> sum(p.numel() for p in block.parameters())
+    376
+    """
+    return nn.Sequential(OrderedDict(
+        depthwise=conv_bn_act(in_channels, in_channels, kernel_size, dilation=dilation, groups=in_channels,
+                              activation=activation),
+        pointwise=conv_bn_act(in_channels, out_channels, 1, activation=activation)))

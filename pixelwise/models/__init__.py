@@ -149,8 +149,16 @@ def _markdown_cell(value: object) -> str:
 
 
 def _reported_quality(info: dict[str, Any]) -> str:
-    return "; ".join(f"{q['miou']} ({q['dataset']} {q['split']}, {q['input_size']}{', ' + q['note'] if q.get('note') else ''})"
-                     for q in info["quality"]) or "—"
+    return "; ".join(f"{_reported_score(q)} ({q['dataset']} {q['split']}, {q['input_size']}"
+                     f"{', ' + q['note'] if q.get('note') else ''})" for q in info["quality"]) or "—"
+
+
+def _reported_score(entry: dict[str, Any]) -> str:
+    """The mIoU as a bare number (the column's unit); a panoptic or instance model's score named: "PQ 59.7"."""
+    if "miou" in entry:
+        return str(entry["miou"])
+    key = "pq" if "pq" in entry else "ap"
+    return f"{key.upper()} {entry[key]}"
 
 
 def model_table_markdown() -> str:

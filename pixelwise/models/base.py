@@ -3,7 +3,9 @@
 Convention (docs/architecture.md, "Models"): in eval mode ``model(x)`` returns logits
 ``N x C x H x W`` at the input resolution, for any ``H, W``. In training mode a model with
 auxiliary heads returns ``{"out": logits, "aux": [logits, ...]}`` (all at the input
-resolution); a model without them returns the tensor. ``split_outputs`` reads either.
+resolution); a model without them returns the tensor. ``split_outputs`` reads either. Panoptic
+models (``task="panoptic"`` in their metadata) return a dict of their predictions instead, in both
+modes; their contract is in :mod:`pixelwise.models.panoptic_deeplab`.
 
 ``SegmentationModel`` implements the convention once: a subclass writes ``forward_padded``
 for inputs whose sides are multiples of ``size_multiple`` and may return logits at a lower

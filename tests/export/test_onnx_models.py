@@ -35,7 +35,9 @@ def tiny_checkpoint(name: str) -> dict:
     return untrained_checkpoint(name, num_classes=3, model_kwargs=model_info(name)["test_kwargs"])
 
 
-@pytest.mark.parametrize("name", [name for name in list_models() if name not in NOT_EXPORTABLE])
+# Panoptic models return a dict with data-dependent post-processing; the logits export is the semantic models'.
+@pytest.mark.parametrize("name", [name for name in list_models()
+                                  if name not in NOT_EXPORTABLE and model_info(name)["task"] == "semantic"])
 def test_every_model_exports_with_parity(tmp_path, name):
     fixed = name in FIXED_SIZE_ONLY
     report = export_onnx(tiny_checkpoint(name), tmp_path / "m.onnx", input_size=FIXED_SIZE if fixed else None)

@@ -36,6 +36,10 @@ def images(height: int, width: int, batch: int = 2, channels: int = 3) -> torch.
 
 
 all_models = pytest.mark.parametrize("name", list_models())
+# The logits contract (pixelwise.models.base) is the semantic models'; panoptic models return a dict and are
+# tested on theirs in tests/models/test_panoptic_deeplab.py.
+semantic_models = pytest.mark.parametrize("name", [name for name in list_models()
+                                                   if model_info(name)["task"] == "semantic"])
 
 
 # ---------------------------------------------------------------- every model
@@ -50,7 +54,7 @@ def test_metadata_is_complete(name: str) -> None:
     assert set(info["test_kwargs"]) <= set(info["default_kwargs"])
 
 
-@all_models
+@semantic_models
 @pytest.mark.parametrize("size", [ODD_SIZE, (64, 64)])
 @pytest.mark.parametrize("training", [False, True])
 def test_forward_gives_logits_at_input_size(name: str, size: tuple[int, int], training: bool) -> None:
@@ -64,7 +68,7 @@ def test_forward_gives_logits_at_input_size(name: str, size: tuple[int, int], tr
         assert isinstance(out, torch.Tensor)  # eval mode: always the bare tensor
 
 
-@all_models
+@semantic_models
 def test_backward_gives_finite_gradients_on_all_parameters(name: str) -> None:
     model = build(name).train()
     logits, aux = split_outputs(model(images(*ODD_SIZE)))
@@ -74,7 +78,7 @@ def test_backward_gives_finite_gradients_on_all_parameters(name: str) -> None:
         assert torch.isfinite(param.grad).all(), f"{name}: non-finite gradient for {param_name}"
 
 
-@all_models
+@semantic_models
 def test_eval_is_deterministic(name: str) -> None:
     model = build(name).eval()
     x = images(*ODD_SIZE)
@@ -82,7 +86,7 @@ def test_eval_is_deterministic(name: str) -> None:
         assert torch.equal(model(x), model(x))
 
 
-@all_models
+@semantic_models
 def test_state_dict_round_trip(name: str) -> None:
     torch.manual_seed(0)
     model = build(name).eval()
@@ -94,7 +98,7 @@ def test_state_dict_round_trip(name: str) -> None:
         assert torch.equal(model(x), fresh(x))
 
 
-@all_models
+@semantic_models
 def test_export_matches_eager(name: str) -> None:
     model = build(name).eval()
     x = images(*ODD_SIZE, batch=1)
@@ -119,7 +123,7 @@ def test_parameter_count_matches_paper(name: str) -> None:
     assert parameter_count(name, **kwargs) == pytest.approx(info["params"], rel=info["params_tolerance"])
 
 
-@all_models
+@semantic_models
 def test_auxiliary_outputs_have_their_loss_weights(name: str) -> None:
     model = build(name).train()
     _, aux = split_outputs(model(images(*ODD_SIZE)))
@@ -131,12 +135,18 @@ def test_auxiliary_outputs_have_their_loss_weights(name: str) -> None:
         assert model.aux_weights == tuple(metadata_weight)
 
 
-@all_models
+@semantic_models
 def test_rejects_wrong_input_channels(name: str) -> None:
     model = build(name, in_channels=1).eval()
     assert split_outputs(model(images(16, 16, channels=1)))[0].shape == (2, NUM_CLASSES, 16, 16)
     with pytest.raises(ValueError, match="N x 1 x H x W"):
         model(images(16, 16, channels=3))
+
+
+def test_every_model_is_covered_by_the_contract_tests_of_its_task() -> None:
+    # A task without contract tests would leave its models untested: semantic here, panoptic in
+    # tests/models/test_panoptic_deeplab.py.
+    assert {model_info(name)["task"] for name in list_models()} <= {"semantic", "panoptic"}
 
 
 # ---------------------------------------------------------------- model API
