@@ -128,6 +128,19 @@ class Backbone(nn.Module):
                              f"got {tuple(x.shape)}")
 
 
+def he_init(module: nn.Module) -> None:
+    """torchvision's ResNet initialisation for any backbone: He-normal (fan-out) convolutions with zero
+    biases, batch norms at identity."""
+    for layer in module.modules():
+        if isinstance(layer, nn.Conv2d):
+            nn.init.kaiming_normal_(layer.weight, mode="fan_out", nonlinearity="relu")
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+        elif isinstance(layer, nn.BatchNorm2d):
+            nn.init.ones_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+
 def feature_size(size: int, reduction: int) -> int:
     """The side of a feature of ``reduction`` for an input side ``size``: ``ceil(size / reduction)``.
 

@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
-from pixelwise.backbones.base import Backbone, FeatureInfo, check_width_divisor, strides_and_dilations
+from pixelwise.backbones.base import Backbone, FeatureInfo, check_width_divisor, he_init, strides_and_dilations
 from pixelwise.registry import BACKBONES
 
 PAPER = "He et al. 2016, Deep Residual Learning for Image Recognition"
@@ -109,7 +109,7 @@ class ResNet(Backbone):
         channels = [stem_width] + [planes * block.expansion for planes in (width, 2 * width, 4 * width, 8 * width)]
         modules = ["relu", "layer1", "layer2", "layer3", "layer4"]
         self.feature_info = [FeatureInfo(c, r, m) for c, r, m in zip(channels, reductions, modules, strict=True)]
-        _init_like_torchvision(self)
+        he_init(self)
 
     def _make_stem(self, width: int, deep_stem: bool) -> int:
         if not deep_stem:
@@ -164,16 +164,6 @@ class ResNet(Backbone):
             x = layer(x)
             features.append(self.kept(index, x))
         return features
-
-
-def _init_like_torchvision(module: nn.Module) -> None:
-    """torchvision's ResNet initialisation: He-normal (fan-out) convolutions, batch norms at identity."""
-    for layer in module.modules():
-        if isinstance(layer, nn.Conv2d):
-            nn.init.kaiming_normal_(layer.weight, mode="fan_out", nonlinearity="relu")
-        elif isinstance(layer, nn.BatchNorm2d):
-            nn.init.ones_(layer.weight)
-            nn.init.zeros_(layer.bias)
 
 
 def _register(name: str) -> None:

@@ -42,7 +42,7 @@ from collections import OrderedDict
 
 from torch import Tensor, nn
 
-from pixelwise.backbones.base import Backbone, FeatureInfo, check_width_divisor
+from pixelwise.backbones.base import Backbone, FeatureInfo, check_width_divisor, he_init
 from pixelwise.layers import conv2d, conv_bn_act
 from pixelwise.registry import BACKBONES
 
@@ -118,7 +118,7 @@ class Xception39(Backbone):
             setattr(self, f"layer{index}", make_stage(channels, blocks, inner))
             channels, reduction = EXPANSION * inner, 2 * reduction
             self.feature_info.append(FeatureInfo(channels, reduction, f"layer{index}"))
-        _init_weights(self)
+        he_init(self)
 
     def stages(self) -> list[list[nn.Module]]:
         return [[self.conv1], [self.layer1], [self.layer2], [self.layer3]]
@@ -131,16 +131,6 @@ class Xception39(Backbone):
             x = layer(x)
             features.append(self.kept(index, x))
         return features
-
-
-def _init_weights(module: nn.Module) -> None:
-    """He-normal (fan-out) convolutions, batch norms at identity (as torchvision's networks)."""
-    for layer in module.modules():
-        if isinstance(layer, nn.Conv2d):
-            nn.init.kaiming_normal_(layer.weight, mode="fan_out", nonlinearity="relu")
-        elif isinstance(layer, nn.BatchNorm2d):
-            nn.init.ones_(layer.weight)
-            nn.init.zeros_(layer.bias)
 
 
 @BACKBONES.register(

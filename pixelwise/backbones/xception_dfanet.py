@@ -44,7 +44,7 @@ import torch
 from torch import Tensor, nn
 from torchvision.ops import SqueezeExcitation
 
-from pixelwise.backbones.base import Backbone, FeatureInfo, check_width_divisor
+from pixelwise.backbones.base import Backbone, FeatureInfo, check_width_divisor, he_init
 from pixelwise.layers import conv2d, conv_bn_act
 from pixelwise.registry import BACKBONES
 
@@ -131,7 +131,7 @@ class XceptionDFANet(Backbone):
         reductions = [2 ** (i + 1) for i in range(len(widths) - 1)]  # every stage halves; the attention keeps
         self.feature_info = [FeatureInfo(c, r, m) for c, r, m in
                              zip(widths, reductions + reductions[-1:], self.stage_names, strict=True)]
-        _init_weights(self)
+        he_init(self)
 
     @property
     def in_channels(self) -> int:
@@ -162,18 +162,6 @@ def _check_arguments(name: str, width_divisor: int, lateral_channels: Sequence[i
     check_width_divisor(name, width_divisor, math.gcd(STEM_WIDTH, WIDTHS[name][0] // BOTTLENECK))
     if len(lateral_channels) != len(ENCODERS):
         raise ValueError(f"{name}: lateral_channels needs one width per encoder stage, got {lateral_channels!r}")
-
-
-def _init_weights(module: nn.Module) -> None:
-    """He-normal (fan-out) convolutions, zero biases, batch norms at identity."""
-    for layer in module.modules():
-        if isinstance(layer, nn.Conv2d):
-            nn.init.kaiming_normal_(layer.weight, mode="fan_out", nonlinearity="relu")
-            if layer.bias is not None:
-                nn.init.zeros_(layer.bias)
-        elif isinstance(layer, nn.BatchNorm2d):
-            nn.init.ones_(layer.weight)
-            nn.init.zeros_(layer.bias)
 
 
 def _register(name: str) -> None:
