@@ -37,7 +37,7 @@ def results_markdown(rows: Sequence[dict[str, Any]]) -> str:
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for row in rows:
         if "error" in row:
-            lines.append(f"| `{row['name']}` | {row.get('input_size', '')} | failed: {row['error']} |||||||| "
+            lines.append(f"| `{row['name']}` | {row.get('input_size', '')} | failed: {row['error']} ||||||| "
                          f"{row.get('backend', '')} |")
             continue
         lines.append(f"| `{row['name']}` | {row['input_size']} | {row['params']:,} | {row['macs'] / 1e9:.2f} | "

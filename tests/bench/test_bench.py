@@ -145,8 +145,10 @@ def test_a_model_that_fails_is_reported_and_the_others_still_run(tmp_path: Path,
     monkeypatch.setattr("pixelwise.bench.benchmark_model", failing)
     out = tmp_path / "rows.json"
     code = main(["bench", "--models", "enet,fcn8s_tiny", "--size", "32", "--runs", "1", "--warmup", "0",
-                 "--json", str(out), "--no-progress"])
+                 "--json", str(out), "--markdown", str(tmp_path / "t.md"), "--no-progress"])
     assert code == 1
+    header, _, failed, measured = (tmp_path / "t.md").read_text().splitlines()[:4]
+    assert header.count("|") == failed.count("|") == measured.count("|") and "failed: out of memory" in failed
     rows = json.loads(out.read_text())
     assert rows[0] == {"name": "enet", "input_size": "32x32", "backend": "eager", "error": "out of memory at 32x32"}
     assert "latency_ms_median" in rows[1]
