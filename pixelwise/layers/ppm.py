@@ -42,7 +42,7 @@ def adaptive_average(x: Tensor, bins: int, dim: int) -> Tensor:
 
 
 class AdaptiveAvgPool2d(nn.Module):
-    """``nn.AdaptiveAvgPool2d(bins)`` (square grids) through :func:`adaptive_average`: the same values,
+    """``nn.AdaptiveAvgPool2d(output_size)`` (square grids) through :func:`adaptive_average`: the same values,
     and an ONNX export keeps the windows for every input size.
 
     >>> x = torch.randn(2, 3, 9, 11)
@@ -50,15 +50,15 @@ class AdaptiveAvgPool2d(nn.Module):
     True
     """
 
-    def __init__(self, bins: int) -> None:
+    def __init__(self, output_size: int) -> None:
         super().__init__()
-        self.bins = bins
+        self.output_size = output_size  # nn.AdaptiveAvgPool2d's name
 
     def forward(self, x: Tensor) -> Tensor:
-        return adaptive_average(adaptive_average(x, self.bins, -2), self.bins, -1)
+        return adaptive_average(adaptive_average(x, self.output_size, -2), self.output_size, -1)
 
     def extra_repr(self) -> str:
-        return f"bins={self.bins}"
+        return f"output_size={self.output_size}"
 
 
 class PyramidPooling(nn.Module):

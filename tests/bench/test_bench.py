@@ -96,7 +96,7 @@ def test_the_paper_table_puts_reported_and_measured_side_by_side():
                          "latency_ms_median": 50.0, "fps": 20.0, "torch": "x", "device": "cpu: y"}}
     table = paper_table_markdown(pairs, measured)
     row = table.splitlines()[2]
-    assert "ENet (Paszke et al., 2016)" in row and "0.4M / 0.36M" in row and "3.8G (unknown), 2.00x our MACs" in row
+    assert "ENet (Paszke et al., 2016)" in row and "0.4M / 0.36M" in row and "3.8G (flops), 2.00x our MACs" in row
     assert "1.9 / 3.8" in row and "7 / 135.4" in row and "50.0 / 20.00" in row and row.endswith("57.0 |")
 
 
