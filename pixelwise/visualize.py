@@ -255,21 +255,28 @@ def comparison_figure(
     """
     if not rows:
         raise ValueError("comparison_figure needs at least one (image, target, prediction) row")
-    font = ImageFont.load_default()
     panels = [_figure_row(image, target, prediction, palette, ignore_index, min_side)
               for image, target, prediction in rows]
     captions = list(captions) if captions is not None else [
         f"pixel accuracy {_pixel_accuracy(target, prediction, ignore_index):.3f}" for _, target, prediction in rows]
-    text_height = font.getbbox("Ag")[3] + 2 * _LEGEND_MARGIN
-    panel_width = max(row[0].width for row in panels)
-    width = len(FIGURE_COLUMNS) * (panel_width + _LEGEND_MARGIN) + _LEGEND_MARGIN
-    height = text_height + sum(row[0].height + text_height for row in panels)
     present = sorted({int(c) for _, target, prediction in rows for c in np.unique(np.concatenate(
         [np.ravel(target), np.ravel(prediction)])) if c != ignore_index})
-    legend = _draw_legend([(tuple(palette[c].tolist()), class_names[c]) for c in present], min_height=height)
-    canvas = Image.new("RGB", (width + legend.width, max(height, legend.height)), "white")
+    legend = [(tuple(palette[c].tolist()), class_names[c]) for c in present]
+    return _grid_figure(panels, FIGURE_COLUMNS, captions, legend)
+
+
+def _grid_figure(panels: Sequence[Sequence[Image.Image]], titles: Sequence[str], captions: Sequence[str],
+                 legend: Sequence[tuple[tuple[int, int, int], str]]) -> Image.Image:
+    """Rows of equally sized panels under column ``titles``, a caption under each row, ``legend`` on the right."""
+    font = ImageFont.load_default()
+    text_height = font.getbbox("Ag")[3] + 2 * _LEGEND_MARGIN
+    panel_width = max(row[0].width for row in panels)
+    width = len(titles) * (panel_width + _LEGEND_MARGIN) + _LEGEND_MARGIN
+    height = text_height + sum(row[0].height + text_height for row in panels)
+    legend_panel = _draw_legend(legend, min_height=height) if legend else Image.new("RGB", (0, 0))
+    canvas = Image.new("RGB", (width + legend_panel.width, max(height, legend_panel.height)), "white")
     draw = ImageDraw.Draw(canvas)
-    for column, title in enumerate(FIGURE_COLUMNS):
+    for column, title in enumerate(titles):
         draw.text((_LEGEND_MARGIN + column * (panel_width + _LEGEND_MARGIN), _LEGEND_MARGIN), title,
                   fill="black", font=font)
     y = text_height
@@ -279,8 +286,74 @@ def comparison_figure(
         y += row[0].height
         draw.text((_LEGEND_MARGIN, y + _LEGEND_MARGIN // 2), caption, fill="black", font=font)
         y += text_height
-    canvas.paste(legend, (width, 0))
+    canvas.paste(legend_panel, (width, 0))
     return canvas
+
+
+PANOPTIC_COLUMNS = ("image", "ground truth", "prediction", "prediction over image")
+
+
+def panoptic_colorize(pairs: Any, palette: np.ndarray) -> np.ndarray:
+    """``H x W x 3`` uint8 colours of panoptic ``(category, instance)`` pairs ``H x W x 2``: stuff (instance
+    0) in its class colour, each thing segment in a colour of its own near its class colour (a shift drawn
+    from the segment's ``(category, instance)``, the same in every picture), void (category -1) white
+    (``IGNORE_COLOR``, as ignored pixels of semantic masks).
+
+    >>> pairs = np.array([[[0, 0], [1, 1], [1, 2], [-1, 0]]])
+    >>> colors = panoptic_colorize(pairs, default_palette(2))
+    >>> colors[0, 0].tolist(), colors[0, 3].tolist(), bool((colors[0, 1] != colors[0, 2]).any())
+    ([0, 0, 0], [255, 255, 255], True)
+    """
+    pairs = np.asarray(pairs)
+    if pairs.ndim != 3 or pairs.shape[-1] != 2:
+        raise ValueError(f"panoptic pairs must be H x W x 2 (category, instance), got shape {pairs.shape}")
+    category, instance = pairs[..., 0].astype(np.int64), pairs[..., 1].astype(np.int64)
+    if category.max(initial=-1) >= len(palette):
+        raise ValueError(f"category {int(category.max())} has no colour in a palette of {len(palette)} classes")
+    picture = np.zeros((*category.shape, 3), np.int64)
+    picture[:] = IGNORE_COLOR
+    labelled = category >= 0
+    picture[labelled] = palette[category[labelled]]
+    things = labelled & (instance > 0)
+    if things.any():
+        segments, inverse = np.unique(np.stack([category[things], instance[things]], 1), axis=0, return_inverse=True)
+        shifts = np.stack([_segment_shift(int(c), int(k)) for c, k in segments])
+        picture[things] = picture[things] + shifts[inverse.ravel()]
+    return np.clip(picture, 0, 255).astype(np.uint8)
+
+
+def _segment_shift(category: int, instance: int) -> np.ndarray:
+    """A colour shift of 40..100 per channel, signed, fixed by ``(category, instance)``."""
+    generator = np.random.default_rng([category, instance])
+    return generator.integers(40, 101, 3) * generator.choice([-1, 1], 3)
+
+
+def panoptic_figure(rows: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], palette: np.ndarray,
+                    class_names: Sequence[str], *, captions: Sequence[str], min_side: int = 192) -> Image.Image:
+    """One row per ``(image, target pairs, predicted pairs)``: image | ground truth | prediction | prediction
+    over the image, thing segments each in their own colour (:func:`panoptic_colorize`); the legend lists
+    the class colours present.
+
+    >>> pairs = np.zeros((8, 8, 2), int)
+    >>> panoptic_figure([(np.zeros((8, 8, 3), np.uint8), pairs, pairs)], default_palette(2), ["a", "b"],
+    ...                 captions=["x"], min_side=32).size[1] > 32
+    True
+    """
+    panels, present = [], set()
+    for image, target, prediction in rows:
+        image = np.asarray(image)
+        if not image.shape[:2] == target.shape[:2] == prediction.shape[:2]:
+            raise ValueError(f"image {image.shape[:2]}, ground truth {target.shape[:2]} and prediction "
+                             f"{prediction.shape[:2]} differ in size")
+        predicted = panoptic_colorize(prediction, palette)
+        over = _blend(image, predicted, np.asarray(prediction)[..., 0] >= 0, 0.5)
+        factor = max(1, math.ceil(min_side / min(image.shape[:2])))
+        size = (image.shape[1] * factor, image.shape[0] * factor)
+        panels.append([Image.fromarray(p).resize(size, Image.Resampling.NEAREST)
+                       for p in (image, panoptic_colorize(target, palette), predicted, over)])
+        present |= {int(c) for pairs in (target, prediction) for c in np.unique(np.asarray(pairs)[..., 0]) if c >= 0}
+    legend = [(tuple(palette[c].tolist()), class_names[c]) for c in sorted(present)]
+    return _grid_figure(panels, PANOPTIC_COLUMNS, captions, legend)
 
 
 def _figure_row(image: np.ndarray, target: np.ndarray, prediction: np.ndarray, palette: np.ndarray,

@@ -26,6 +26,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--checkpoint", required=True, help="RUN/best.pt or RUN/last.pt")
     add_dataset(parser)
     parser.add_argument("--split", default="val", help="train | val | test (default: val)")
+    parser.add_argument("--task", choices=("semantic", "instance", "panoptic"), default=None,
+                        help="semantic: the IoU table; panoptic: the PQ table (PQ, SQ, RQ per class, things, stuff); "
+                             "instance: the mask AP table (default: the checkpoint's task)")
     parser.add_argument("--json", help="write the metrics to this JSON file")
     parser.add_argument("--figures", type=int, default=0, metavar="N",
                         help="draw the first N samples (image | ground truth | prediction | errors) "
@@ -44,15 +47,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from torch.utils.data import DataLoader
 
-    from pixelwise.data import DatasetError, build_dataset
+    from pixelwise.data import DatasetError
     from pixelwise.data.sampling import EpochSampler, SeededDataset
+    from pixelwise.data.targets import collate
     from pixelwise.data.transforms import eval_transforms
-    from pixelwise.engine import evaluate
     from pixelwise.engine.builders import distributed_rank_and_size
-    from pixelwise.metrics import format_table
+    from pixelwise.engine.tasks import build_task_dataset
 
     options = inference_options(args)
     model, checkpoint, device = load_checkpoint_model(args)
+    task = args.task or checkpoint.get("task", "semantic")
+    check_task_options(args, options, task, checkpoint)
     trained = checkpoint["config"]
     name = args.dataset or checkpoint["dataset"]
     same_dataset = name == checkpoint["dataset"]
@@ -60,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     kwargs = {**(trained.get("dataset_kwargs", {}) if same_dataset else {}),
               **parse_assignments(args.dataset_arg, "--dataset-arg")}
     try:
-        dataset = build_dataset(name, root, args.split, eval_transforms(), **kwargs)
+        dataset = build_task_dataset(name, root, args.split, eval_transforms(), task, **kwargs)
     except DatasetError as error:
         if args.data_root or root is None or Path(root).is_absolute():
             raise
@@ -69,24 +74,51 @@ def run(args: argparse.Namespace) -> int:
     check_classes(dataset.classes, checkpoint, args.checkpoint)
     rank, world_size = distributed_rank_and_size(device)  # under torchrun: each process scores a shard
     sampler = EpochSampler(len(dataset), shuffle=False, rank=rank, world_size=world_size)  # as the trainer's
-    loader = DataLoader(SeededDataset(dataset), batch_size=1, sampler=sampler)
-    hooks = crf_hooks(with_recipe_crf(args, trained))
+    loader = DataLoader(SeededDataset(dataset), batch_size=1, sampler=sampler, collate_fn=collate)
+    hooks = crf_hooks(with_recipe_crf(args, trained)) if task == "semantic" else None
     started = time.perf_counter()
-    metrics = evaluate(options.network(model), loader, num_classes=checkpoint["num_classes"],
-                       ignore_index=dataset.ignore_index, device=device,
-                       postprocess=hooks.evaluate if hooks else None, progress=not args.no_progress)
+    metrics = score(task, options.network(model), loader, dataset, device, hooks, progress=not args.no_progress)
     seconds = time.perf_counter() - started
     if rank != 0:  # the scores are the sum over all processes; one of them reports
         return 0
-    print(format_table(metrics, list(dataset.classes)))
+    print(TABLES[task](metrics, list(dataset.classes)))
     print(describe_cost(options, seconds, len(dataset)))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(metrics_json(metrics, dataset.classes), indent=2))
+        Path(args.json).write_text(json.dumps(JSON[task](metrics, dataset.classes), indent=2))
     if args.figures:
-        write_figures(args, model, checkpoint, build_dataset(name, root, args.split, None, **kwargs), device,
-                      hooks.predict if hooks else None)
+        write_figures(args, model, checkpoint, build_task_dataset(name, root, args.split, None, task, **kwargs),
+                      device, hooks.predict if hooks else None, task)
     return 0
+
+
+def score(task: str, model, loader, dataset, device, hooks, *, progress: bool) -> dict:
+    """The metrics of ``task`` over ``loader`` (:func:`pixelwise.engine.tasks.task_evaluator`)."""
+    from pixelwise.engine.evaluator import inference_on_dataset
+    from pixelwise.engine.tasks import task_evaluator
+
+    evaluator = task_evaluator(task, num_classes=len(dataset.classes), ignore_index=dataset.ignore_index,
+                               things=sorted(dataset.things) if task != "semantic" else (),
+                               stuffs=sorted(dataset.stuffs) if task != "semantic" else (),
+                               postprocess=hooks.evaluate if hooks else None)
+    return inference_on_dataset(model, loader, evaluator, device=device, progress=progress)
+
+
+def check_task_options(args: argparse.Namespace, options, task: str, checkpoint: dict) -> None:
+    """Instance and panoptic evaluation run the model on the whole image, once: sliding windows, test-time
+    augmentation and CRFs are semantic-only, and the model must be one of the task's."""
+    from pixelwise.engine.tasks import check_model_task
+
+    if task == "semantic" and checkpoint.get("task", "semantic") == "semantic":
+        return
+    check_model_task(checkpoint["model_name"], task)
+    semantic_only = [flag for flag, given in (
+        ("--mode slide", options.mode != "whole"), ("--tta-scales", tuple(options.tta_scales) != (1.0,)),
+        ("--tta-flip", options.tta_flip), ("--crf / --crf-config", args.crf is not None or bool(args.crf_config)),
+    ) if given]
+    if semantic_only:
+        raise ValueError(f"{', '.join(semantic_only)}: semantic evaluation only; --task {task} runs the model on "
+                         "the whole image once")
 
 
 def describe_cost(options, seconds: float, images: int) -> str:
@@ -99,14 +131,24 @@ def describe_cost(options, seconds: float, images: int) -> str:
     return f"inference: {how}{passes}; {seconds:.1f} s, {seconds / max(images, 1):.3f} s per image"
 
 
-def write_figures(args: argparse.Namespace, model, checkpoint: dict, dataset, device, postprocess) -> None:
+def write_figures(args: argparse.Namespace, model, checkpoint: dict, dataset, device, postprocess,
+                  task: str = "semantic") -> None:
     from pixelwise.engine.checkpoint import checkpoint_palette
     from pixelwise.engine.inference import dataset_figure
+    from pixelwise.engine.panoptic import panoptic_dataset_figure
 
+    if task == "instance":
+        raise ValueError("--figures draws semantic and panoptic predictions; for instances use pixelwise predict "
+                         "--task instance, which writes a picture per image")
     target = Path(args.figures_out or Path(args.checkpoint).parent / f"figures_{args.split}.png")
     target.parent.mkdir(parents=True, exist_ok=True)
-    dataset_figure(model, dataset, args.figures, palette=checkpoint_palette(checkpoint), class_names=checkpoint["classes"], device=device,
-                   postprocess=postprocess).save(target)
+    palette, names = checkpoint_palette(checkpoint), checkpoint["classes"]
+    if task == "panoptic":
+        figure = panoptic_dataset_figure(model, dataset, args.figures, palette=palette, class_names=names, device=device)
+    else:
+        figure = dataset_figure(model, dataset, args.figures, palette=palette, class_names=names, device=device,
+                                postprocess=postprocess)
+    figure.save(target)
     print(f"figures: {target}")
 
 
@@ -127,6 +169,41 @@ def check_classes(classes, checkpoint: dict, path: str) -> None:
                          f"but the dataset has {len(classes)}: {list(classes)}")
 
 
+def panoptic_json(metrics: dict, classes) -> dict:
+    """``pq``, ``sq``, ``rq`` (and ``n``), ``things``, ``stuff`` and ``per_class: {name: {pq, sq, rq, tp, fp, fn,
+    isthing}}`` (NaN -> null)."""
+    from pixelwise.engine.trainer import json_safe
+
+    per_class = {classes[category]: {key: value for key, value in row.items() if key != "iou_sum"}
+                 for category, row in metrics["per_class"].items()}
+    return json_safe({**{key: metrics[key] for key in ("pq", "sq", "rq", "n", "things", "stuff")},
+                      "per_class": per_class})
+
+
+def _semantic_table(metrics: dict, classes: list) -> str:
+    from pixelwise.metrics import format_table
+
+    return format_table(metrics, classes)
+
+
+def _panoptic_table(metrics: dict, classes: list) -> str:
+    from pixelwise.metrics import format_panoptic_table
+
+    return format_panoptic_table(metrics, classes)
+
+
+def _instance_table(metrics: dict, classes: list) -> str:
+    from pixelwise.engine.instance import format_ap_table
+
+    return format_ap_table(metrics, classes)
+
+
+def _instance_json(metrics: dict, classes) -> dict:
+    from pixelwise.engine.instance import ap_json
+
+    return ap_json(metrics, classes)
+
+
 def metrics_json(metrics: dict, classes) -> dict:
     """The summary scores plus ``per_class: {name: {iou, accuracy, dice}}`` (NaN -> null: absent)."""
     from pixelwise.engine.trainer import json_safe
@@ -134,3 +211,8 @@ def metrics_json(metrics: dict, classes) -> dict:
 
     summary = {key: metrics[key] for key in ("pixel_accuracy", "mean_accuracy", "miou", "fwiou", "dice")}
     return json_safe({**summary, "per_class": per_class_table(metrics, list(classes))})
+
+
+# What evaluate prints and what --json holds, by task.
+TABLES = {"semantic": _semantic_table, "panoptic": _panoptic_table, "instance": _instance_table}
+JSON = {"semantic": metrics_json, "panoptic": panoptic_json, "instance": _instance_json}

@@ -9,6 +9,8 @@ from pixelwise.cli.common import add_dataset, add_device, parse_assignments
 
 # TrainConfig field -> (type, help), for the flags whose value is stored as it is.
 SCALAR_FLAGS = {
+    "task": (str, "semantic | instance | panoptic: the dataset's targets, the model's outputs and the evaluator "
+                  "(best.pt by mIoU, mask AP or PQ); the model must be one of the task's"),
     "model": (str, "registered model name (pixelwise models)"),
     "epochs": (int, "passes over the training split"),
     "batch_size": (int, "images per step (per process under torchrun)"),
@@ -138,7 +140,8 @@ def run(args: argparse.Namespace) -> int:
     summary = train(config_from_args(args), resume=args.resume, overwrite=args.overwrite,
                     progress=not args.no_progress)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, one summary line, not one per process
-        shown = ["epochs_completed", "iterations", "best_miou", "best_epoch"]
+        score = next(key for key in summary if key.startswith("best_") and key != "best_epoch")  # best_miou, best_pq
+        shown = ["epochs_completed", "iterations", score, "best_epoch"]
         shown += [key for key in ("skipped_steps", "skipped_samples") if summary[key]]
         print(json.dumps({key: summary[key] for key in shown}))
     return 0

@@ -49,12 +49,13 @@ from torch.utils.data import default_collate
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as F
 
+from pixelwise.metadata import TASKS
+
 __all__ = [
     "TASKS", "VOID", "BinaryMask", "InstanceTarget", "PanopticPairs", "PanopticTarget", "boxes_from_masks",
     "collate", "instance_sample", "instances_from_panoptic", "panoptic_sample", "semantic_from_panoptic",
 ]  # fmt: skip
 
-TASKS = ("semantic", "instance", "panoptic")
 VOID = -1  # the category of unlabelled and ignored pixels
 
 

@@ -18,13 +18,13 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from pixelwise.data import build_dataset
 from pixelwise.data.sampling import EpochSampler, SeededDataset, collate_skipping
 from pixelwise.data.targets import collate
 from pixelwise.data.transforms import eval_transforms, train_transforms
 from pixelwise.engine.checkpoint import CheckpointError, load_checkpoint, load_model_state
 from pixelwise.engine.config import TrainConfig
 from pixelwise.engine.optim import build_optimizer, build_scheduler
+from pixelwise.engine.tasks import build_task_dataset, check_model_task, score_key, task_evaluator
 from pixelwise.engine.trainer import Trainer, trim_log
 from pixelwise.files import remove_stale_temporaries
 from pixelwise.losses import build_loss
@@ -89,7 +89,8 @@ def build_datasets(config: TrainConfig) -> tuple[Dataset, Dataset]:
                                 color=config.color, elastic=config.elastic)
 
     def build(split: str, transforms: Any) -> Dataset:
-        return build_dataset(config.dataset, config.data_root, split, transforms, **config.dataset_kwargs)
+        return build_task_dataset(config.dataset, config.data_root, split, transforms, config.task,
+                                  **config.dataset_kwargs)
 
     return build(config.train_split, train_tf), build(config.val_split, eval_transforms())
 
@@ -131,6 +132,10 @@ def model_meta(config: TrainConfig, dataset: Any, in_channels: int = 3) -> dict[
     """What a checkpoint needs to rebuild and describe its model without the recipe."""
     palette = getattr(dataset, "palette", None)
     return {
+        "task": config.task,
+        # The countable and amorphous classes (instance and panoptic tasks; empty for semantic readers).
+        "things": sorted(getattr(dataset, "things", ())),
+        "stuffs": sorted(getattr(dataset, "stuffs", ())),
         "model_name": config.model,
         # Pretrained backbone files only initialise a fresh run: the checkpoint holds the weights.
         "model_kwargs": {k: v for k, v in config.model_kwargs.items() if k != "backbone_weights"},
@@ -147,9 +152,10 @@ def model_meta(config: TrainConfig, dataset: Any, in_channels: int = 3) -> dict[
 
 def check_resume_compatible(checkpoint: dict[str, Any], meta: dict[str, Any], source: str) -> None:
     """Resuming into a different model or label set is an error that lists every difference."""
-    keys = ("model_name", "model_kwargs", "num_classes", "in_channels", "classes", "crf_rnn")
-    differences = [f"{key}: checkpoint {checkpoint.get(key)!r} vs now {meta[key]!r}"
-                   for key in keys if checkpoint.get(key) != meta[key]]
+    keys = ("task", "model_name", "model_kwargs", "num_classes", "in_channels", "classes", "crf_rnn")
+    stored = {**checkpoint, "task": checkpoint.get("task", "semantic")}  # checkpoints before tasks: semantic
+    differences = [f"{key}: checkpoint {stored.get(key)!r} vs now {meta[key]!r}"
+                   for key in keys if stored.get(key) != meta[key]]
     if differences:
         raise CheckpointError(f"cannot resume from {source}: " + "; ".join(differences))
 
@@ -177,6 +183,7 @@ def build_trainer(config: TrainConfig, *, resume: str | Path | None = None, over
     # A resumed run's weights come from its own checkpoint, whatever init_from says.
     init = load_init_weights(config.init_from) if checkpoint is None and config.init_from else None
 
+    check_model_task(config.model, config.task)
     train_set, val_set = build_datasets(config)
     meta = model_meta(config, train_set)
     torch.manual_seed(config.seed)  # the initial weights
@@ -205,6 +212,9 @@ def build_trainer(config: TrainConfig, *, resume: str | Path | None = None, over
         grad_clip=config.grad_clip, eval_every=config.eval_every, log_every=config.log_every,
         seed=config.seed, checkpoint_meta=meta, progress=progress, rank=rank,
         checkpoint_every=config.checkpoint_every, skip_nonfinite=config.skip_nonfinite,
+        evaluator=task_evaluator(config.task, num_classes=meta["num_classes"], ignore_index=meta["ignore_index"],
+                                 things=meta["things"], stuffs=meta["stuffs"]),
+        score=score_key(config.task),
     )
     if checkpoint is not None:
         check_resume_compatible(checkpoint, meta, str(resume))
@@ -257,16 +267,22 @@ def train(config: TrainConfig, *, resume: str | Path | None = None, overwrite: b
     return summary
 
 
-def write_run_figure(run_dir: Path, count: int) -> Path:
-    """``run_dir/figures.png``: ``count`` val samples through ``best.pt`` (see :func:`dataset_figure`)."""
+def write_run_figure(run_dir: Path, count: int) -> Path | None:
+    """``run_dir/figures.png``: ``count`` val samples through ``best.pt`` (:func:`dataset_figure`; panoptic
+    runs: :func:`pixelwise.engine.panoptic.panoptic_dataset_figure`)."""
     from pixelwise.engine.checkpoint import checkpoint_palette
     from pixelwise.engine.inference import dataset_figure
 
+    from pixelwise.engine.panoptic import panoptic_dataset_figure
+
     model, checkpoint = load_model(run_dir / "best.pt")
     recipe = TrainConfig.from_dict(checkpoint["config"])
-    dataset = build_dataset(recipe.dataset, recipe.data_root, recipe.val_split, None, **recipe.dataset_kwargs)
-    figure = dataset_figure(model, dataset, count, palette=checkpoint_palette(checkpoint),
-                            class_names=checkpoint["classes"])
+    draw = {"semantic": dataset_figure, "panoptic": panoptic_dataset_figure}.get(recipe.task)
+    if draw is None:  # instance runs: no figure yet
+        return None
+    dataset = build_task_dataset(recipe.dataset, recipe.data_root, recipe.val_split, None, recipe.task,
+                                 **recipe.dataset_kwargs)
+    figure = draw(model, dataset, count, palette=checkpoint_palette(checkpoint), class_names=checkpoint["classes"])
     figure.save(run_dir / "figures.png")
     return run_dir / "figures.png"
 
@@ -306,9 +322,15 @@ def initialise_from(model: nn.Module, init: tuple[dict[str, torch.Tensor], str],
 
 
 def build_model(meta: dict[str, Any], model_kwargs: dict[str, Any]) -> nn.Module:
-    """The model ``meta`` describes (name, classes, channels, optional CRF-RNN), freshly initialised."""
+    """The model ``meta`` describes (name, classes, channels, optional CRF-RNN), freshly initialised; a model
+    that takes ``things`` (instance and panoptic models) gets the dataset's, unless ``model_kwargs`` set them."""
+    from pixelwise.models import model_info
+
+    kwargs = dict(model_kwargs)
+    if meta.get("things") and "things" in model_info(meta["model_name"])["default_kwargs"]:
+        kwargs.setdefault("things", tuple(meta["things"]))
     model = create_model(meta["model_name"], num_classes=meta["num_classes"], in_channels=meta["in_channels"],
-                         **model_kwargs)
+                         **kwargs)
     if meta.get("crf_rnn") is not None:
         from pixelwise.classical import with_crf_rnn
 

@@ -20,6 +20,8 @@ from typing import Any
 
 import yaml
 
+from pixelwise.metadata import TASKS
+
 OPTIMIZERS = ("sgd", "adamw", "rmsprop")
 SCHEDULES = ("poly", "exp")
 
@@ -31,6 +33,7 @@ class ConfigError(ValueError):
 @dataclass
 class TrainConfig:
     # what to train
+    task: str = "semantic"  # semantic | instance | panoptic: the targets, the model's outputs, the evaluator
     model: str = "unet"
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     crf_rnn: bool = False  # append a CRF-as-RNN layer (Zheng et al. 2015), trained end to end
@@ -92,6 +95,8 @@ class TrainConfig:
             setattr(self, name, _checked(name, getattr(self, name), kind, bound))
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        if self.task not in TASKS:
+            raise ConfigError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         self.crop = _crop_size(self.crop)

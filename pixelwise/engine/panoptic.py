@@ -17,12 +17,16 @@ and keeps only per-category sums: memory stays flat over the split.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
 
 from pixelwise.metrics.panoptic import PanopticQuality
 
-__all__ = ["PanopticEvaluator"]
+__all__ = ["PanopticEvaluator", "panoptic_dataset_figure", "predict_panoptic"]
 
 
 class PanopticEvaluator:
@@ -60,3 +64,38 @@ class PanopticEvaluator:
         """Sum over processes (a no-op outside torch.distributed), then score."""
         self.metric.all_reduce()
         return self.metric.compute()
+
+
+@torch.no_grad()
+def predict_panoptic(model: nn.Module, image: np.ndarray, device: torch.device | str = "cpu") -> np.ndarray:
+    """The ``(category, instance)`` pairs ``H x W x 2`` (int64; ``VOID`` = -1) a panoptic model predicts for
+    one uint8 ``H x W x 3`` image at its own resolution."""
+    from pixelwise.engine.inference import to_model_input
+
+    model.eval()
+    outputs = model(to_model_input(image, device))
+    if not isinstance(outputs, Mapping) or "panoptic" not in outputs:
+        raise TypeError(f"{type(model).__name__} is not a panoptic model: its eval-mode output has no 'panoptic' "
+                        "pairs (the panoptic task needs a model registered with task='panoptic')")
+    return outputs["panoptic"][0].cpu().numpy()
+
+
+def panoptic_dataset_figure(model: nn.Module, dataset: Sequence[dict], count: int, *, palette: np.ndarray,
+                            class_names: Sequence[str], device: torch.device | str = "cpu"):
+    """:func:`pixelwise.visualize.panoptic_figure` of the first ``count`` samples of ``dataset`` (a reader with
+    ``task="panoptic"`` and no transforms): image | ground truth | prediction | prediction over the image,
+    each caption with the image's PQ."""
+    from pixelwise.visualize import panoptic_figure
+
+    if count < 1:
+        raise ValueError(f"a figure needs at least 1 sample, got {count}")
+    rows, captions = [], []
+    for index in range(min(count, len(dataset))):
+        sample = dataset[index]
+        image = np.ascontiguousarray(sample["image"].permute(1, 2, 0).numpy())
+        target, prediction = sample["panoptic"].numpy(), predict_panoptic(model, image, device)
+        metric = PanopticQuality(dataset.things, dataset.stuffs)
+        metric.update(torch.from_numpy(prediction), torch.from_numpy(target), target_crowd=sample["crowd"])
+        rows.append((image, target, prediction))
+        captions.append(f"{sample['name']}: PQ {metric.compute()['pq']:.3f}")
+    return panoptic_figure(rows, palette, class_names, captions=captions)

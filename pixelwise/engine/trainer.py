@@ -182,7 +182,7 @@ class Trainer:
         # statistics (with NaNs, where the activations were), so they are put back.
         buffers = [buffer.clone() for buffer in self.bare_model.buffers()] if self.skip_nonfinite else None
         with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.amp):
-            loss = self._loss(self._forward(batch["image"]), batch)
+            loss = self._loss(self._forward(batch), batch)
         value = loss.item()
         if not self._finite_everywhere(value):
             if buffers is None:
@@ -260,8 +260,13 @@ class Trainer:
         if self.is_main:
             tqdm.write(message, file=sys.stderr)
 
-    def _forward(self, images: torch.Tensor) -> Any:
+    def _forward(self, batch: dict[str, Any]) -> Any:
+        """The model's training output; a model that needs the targets in its forward pass (``takes_targets``:
+        torchvision's detectors compute their losses there) gets the batch too."""
+        images = batch["image"]
         try:
+            if getattr(self.bare_model, "takes_targets", False):
+                return self.model(images, batch)
             return self.model(images)
         except ValueError as error:
             if "Expected more than 1 value per channel" not in str(error):

@@ -7,12 +7,13 @@ from pixelwise.metrics.confusion import (
     per_class_table,
     scores_from_confusion_matrix,
 )
-from pixelwise.metrics.panoptic import PanopticQuality
+from pixelwise.metrics.panoptic import PanopticQuality, format_panoptic_table
 
 __all__ = [
     "ConfusionMatrix",
     "PanopticQuality",
     "confusion_matrix",
+    "format_panoptic_table",
     "format_table",
     "per_class_table",
     "scores_from_confusion_matrix",

@@ -47,14 +47,14 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Collection
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
-__all__ = ["VOID", "PanopticQuality"]
+__all__ = ["VOID", "PanopticQuality", "format_panoptic_table"]
 
 VOID = -1  # the category of unlabelled pixels, as in pixelwise.data.panoptic (not imported: it pulls in the datasets)
 
@@ -461,3 +461,41 @@ def _mean_scores(scores: torch.Tensor, present: torch.Tensor) -> dict[str, Any]:
     means = scores[:, present].mean(dim=1) if n else torch.full((3,), math.nan, dtype=torch.float64)
     pq, sq, rq = means.tolist()
     return {"pq": pq, "sq": sq, "rq": rq, "n": n}
+
+
+def format_panoptic_table(results: Mapping[str, Any], class_names: Sequence[str] | None = None) -> str:
+    """Render :meth:`PanopticQuality.compute` results: PQ, SQ, RQ (percent) and TP/FP/FN per category, then
+    the means over all, things and stuff (``n``: the categories each mean is over); ``absent`` where a
+    category was neither predicted nor labelled.
+
+    >>> metric = PanopticQuality(things=[1], stuffs=[0])
+    >>> pairs = torch.tensor([[[0, 0], [1, 1], [1, 1], [1, 1]]])
+    >>> predicted = torch.tensor([[[0, 0], [1, 1], [1, 1], [0, 0]]])  # a thing pixel called stuff
+    >>> metric.update(predicted, pairs)  # road: IoU 1/2, not > 1/2, so no match; car: IoU 2/3
+    >>> print(format_panoptic_table(metric.compute(), ["road", "car"]))
+    class  kind     PQ %    SQ %    RQ %  TP  FP  FN
+    road   stuff    0.00    0.00    0.00   0   1   1
+    car    thing   66.67   66.67  100.00   1   0   0
+    <BLANKLINE>
+    all    n=2     33.33   33.33   50.00
+    things n=1     66.67   66.67  100.00
+    stuff  n=1      0.00    0.00    0.00
+    """
+    per_class = results["per_class"]
+    names = {category: class_names[category] if class_names is not None and 0 <= category < len(class_names)
+             else str(category) for category in per_class}
+    width = max(len("things"), *map(len, names.values()))
+    lines = [f"{'class':<{width}} {'kind':<5} {'PQ %':>7} {'SQ %':>7} {'RQ %':>7} {'TP':>3} {'FP':>3} {'FN':>3}"]
+    for category, row in per_class.items():
+        kind = "thing" if row["isthing"] else "stuff"
+        lines.append(f"{names[category]:<{width}} {kind:<5} {_percent(row['pq']):>7} {_percent(row['sq']):>7} "
+                     f"{_percent(row['rq']):>7} {row['tp']:>3} {row['fp']:>3} {row['fn']:>3}")
+    lines.append("")
+    for label, scores in (("all", results), ("things", results["things"]), ("stuff", results["stuff"])):
+        lines.append(f"{label:<{width}} {'n=' + str(scores['n']):<5} {_percent(scores['pq']):>7} "
+                     f"{_percent(scores['sq']):>7} {_percent(scores['rq']):>7}")
+    return "\n".join(lines)
+
+
+def _percent(value: float) -> str:
+    return "absent" if math.isnan(value) else f"{100 * value:.2f}"
