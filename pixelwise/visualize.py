@@ -328,6 +328,38 @@ def _segment_shift(category: int, instance: int) -> np.ndarray:
     return generator.integers(40, 101, 3) * generator.choice([-1, 1], 3)
 
 
+def panoptic_overlay(image: Any, pairs: Any, palette: np.ndarray, class_names: Sequence[str] | None = None,
+                     alpha: float = 0.6) -> Image.Image:
+    """:func:`panoptic_colorize` of ``pairs`` blended over ``image`` (void pixels show the bare image), each
+    segment outlined, with a legend of the class colours present.
+
+    >>> pairs = np.zeros((8, 8, 2), int); pairs[4:, :, 1] = 1  # class 0: stuff above, a thing below
+    >>> picture = panoptic_overlay(np.zeros((8, 8, 3), np.uint8), pairs, default_palette(1), ["a"])
+    >>> picture.width > 8, picture.getpixel((0, 4)), picture.getpixel((0, 3))  # legend; the outline; stuff
+    (True, (255, 255, 255), (0, 0, 0))
+    """
+    image, pairs = np.asarray(image), np.asarray(pairs)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or image.shape[:2] != pairs.shape[:2]:
+        raise ValueError(f"panoptic_overlay needs an H x W x 3 uint8 image and H x W x 2 pairs of its size, got "
+                         f"{image.shape} {image.dtype} and {pairs.shape}")
+    labelled = pairs[..., 0] >= 0
+    picture = _blend(image, panoptic_colorize(pairs, palette), labelled, alpha)
+    segment = pairs[..., 0].astype(np.int64) * (1 << 32) + pairs[..., 1]
+    edges = np.zeros(labelled.shape, bool)
+    edges[:, 1:] |= segment[:, 1:] != segment[:, :-1]
+    edges[1:] |= segment[1:] != segment[:-1]
+    picture[edges & labelled] = IGNORE_COLOR
+    present = sorted(int(c) for c in np.unique(pairs[..., 0][labelled]))
+    if not present:
+        return Image.fromarray(picture)
+    entries = [(tuple(palette[c].tolist()), class_names[c] if class_names else str(c)) for c in present]
+    legend = _draw_legend(entries, min_height=picture.shape[0])
+    canvas = Image.new("RGB", (picture.shape[1] + legend.width, max(picture.shape[0], legend.height)), "white")
+    canvas.paste(Image.fromarray(picture), (0, 0))
+    canvas.paste(legend, (picture.shape[1], 0))
+    return canvas
+
+
 def panoptic_figure(rows: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], palette: np.ndarray,
                     class_names: Sequence[str], *, captions: Sequence[str], min_side: int = 192) -> Image.Image:
     """One row per ``(image, target pairs, predicted pairs)``: image | ground truth | prediction | prediction
@@ -375,11 +407,15 @@ def _pixel_accuracy(target: np.ndarray, prediction: np.ndarray, ignore_index: in
     return float((np.asarray(target)[valid] == np.asarray(prediction)[valid]).mean()) if valid.any() else math.nan
 
 
+# The validation score curves.png plots, by task: the first of these an eval record holds.
+CURVE_SCORES = (("miou", "mIoU"), ("pq", "PQ"), ("mask_ap", "mask AP"))
+
+
 def plot_curves(log_records: Sequence[dict[str, Any]], path: str | Path) -> Path:
-    """Plot training loss over iterations and mIoU over epochs, side by side, to an image file.
+    """Plot training loss over iterations and the validation score over epochs, side by side, to an image file.
 
     Reads records ``{"kind": "train", "iteration", "loss", ...}`` and ``{"kind": "eval",
-    "epoch", "miou", ...}``; other records are ignored. Uses a private ``Figure`` with the Agg
+    "epoch", "miou", ...}`` (``pq`` in panoptic runs, ``mask_ap`` in instance runs); other records are ignored. Uses a private ``Figure`` with the Agg
     canvas, so no global matplotlib backend or state is touched (and matplotlib is imported
     only when this is called).
 
@@ -392,14 +428,16 @@ def plot_curves(log_records: Sequence[dict[str, Any]], path: str | Path) -> Path
     from matplotlib.figure import Figure
 
     train = [r for r in log_records if r.get("kind") == "train" and r.get("loss") is not None]
-    evals = [r for r in log_records if r.get("kind") == "eval" and r.get("miou") is not None]
+    all_evals = [r for r in log_records if r.get("kind") == "eval"]
+    key, label = next(((k, l) for k, l in CURVE_SCORES if any(k in r for r in all_evals)), CURVE_SCORES[0])
+    evals = [r for r in all_evals if r.get(key) is not None]
     figure = Figure(figsize=(10, 4), layout="constrained")
     FigureCanvasAgg(figure)
-    loss_axes, miou_axes = figure.subplots(1, 2)
+    loss_axes, score_axes = figure.subplots(1, 2)
     _plot_series(
         loss_axes, [r["iteration"] for r in train], [r["loss"] for r in train], "-", "iteration", "loss"
     )
-    _plot_series(miou_axes, [r["epoch"] for r in evals], [r["miou"] for r in evals], "o-", "epoch", "mIoU")
+    _plot_series(score_axes, [r["epoch"] for r in evals], [r[key] for r in evals], "o-", "epoch", label)
     path = Path(path)
     figure.savefig(path, dpi=100)
     return path

@@ -120,6 +120,58 @@ def load_checkpoint_model(args: argparse.Namespace):
     return model, checkpoint, device
 
 
+def add_task(parser: argparse.ArgumentParser, what: str) -> None:
+    """--task and the panoptic fusion flags: shared by predict and evaluate."""
+    parser.add_argument("--task", choices=("semantic", "instance", "panoptic"), default=None,
+                        help=f"{what} (default: the checkpoint's task)")
+    parser.add_argument("--semantic-checkpoint", default=None, metavar="RUN/best.pt",
+                        help="--task panoptic with an instance --checkpoint (Mask R-CNN): fuse its instances with "
+                             "this semantic model's stuff (Kirillov et al.'s heuristic fusion)")
+    parser.add_argument("--score-threshold", type=float, default=0.5,
+                        help="instances kept in the fusion and the instance pictures (default 0.5)")
+    parser.add_argument("--overlap-threshold", type=float, default=0.5,
+                        help="fusion: drop an instance lying more than this fraction on pixels taken (default 0.5)")
+    parser.add_argument("--stuff-area", type=int, default=64,
+                        help="fusion: stuff regions under this many pixels become void (default 64)")
+
+
+def task_model(args: argparse.Namespace, model, checkpoint: dict, device):
+    """``(task, model)``: ``--task`` (or the checkpoint's) and the model that produces its output: the
+    checkpoint's own, or, for ``--task panoptic`` with an instance checkpoint, its heuristic fusion with
+    ``--semantic-checkpoint`` (whose classes must be the same)."""
+    from pixelwise.engine.tasks import a, check_model_task
+
+    stored = checkpoint.get("task", "semantic")
+    task = args.task or stored
+    if args.semantic_checkpoint and not (task == "panoptic" and stored == "instance"):
+        raise ValueError(f"--semantic-checkpoint fuses an instance checkpoint into panoptic output (--task panoptic); "
+                         f"{args.checkpoint} is {a(stored)} checkpoint and the task is {task}")
+    if task == "panoptic" and stored == "instance":
+        if not args.semantic_checkpoint:
+            raise ValueError(f"{args.checkpoint} is an instance model (Mask R-CNN): --task panoptic needs "
+                             "--semantic-checkpoint RUN/best.pt to fill the stuff (heuristic fusion)")
+        return task, fused_model(args, model, checkpoint, device)
+    if task != "semantic" or stored != "semantic":
+        check_model_task(checkpoint["model_name"], task)
+    return task, model
+
+
+def fused_model(args: argparse.Namespace, model, checkpoint: dict, device):
+    from pixelwise.engine import load_model
+    from pixelwise.engine.tasks import a
+    from pixelwise.models.panoptic_fusion import PanopticFusion
+
+    semantic, semantic_checkpoint = load_model(args.semantic_checkpoint, device)
+    if semantic_checkpoint.get("task", "semantic") != "semantic":
+        raise ValueError(f"--semantic-checkpoint {args.semantic_checkpoint} is {a(semantic_checkpoint['task'])} model; "
+                         "the fusion needs a semantic one")
+    if list(semantic_checkpoint["classes"]) != list(checkpoint["classes"]):
+        raise ValueError(f"{args.checkpoint} has classes {checkpoint['classes']} but --semantic-checkpoint "
+                         f"{args.semantic_checkpoint} has {semantic_checkpoint['classes']}; the fusion needs the same")
+    return PanopticFusion(model, semantic, checkpoint["things"], score_threshold=args.score_threshold,
+                          overlap_threshold=args.overlap_threshold, stuff_area=args.stuff_area).to(device).eval()
+
+
 def add_dataset(parser: argparse.ArgumentParser, *, required: bool = False) -> None:
     parser.add_argument("--dataset", required=required, default=None,
                         help="folder | voc | cityscapes | camvid | ade20k | coco | synthetic")

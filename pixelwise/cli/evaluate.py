@@ -13,10 +13,12 @@ from pixelwise.cli.common import (
     add_dataset,
     add_device,
     add_inference,
+    add_task,
     crf_hooks,
     inference_options,
     load_checkpoint_model,
     parse_assignments,
+    task_model,
 )
 
 
@@ -26,9 +28,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--checkpoint", required=True, help="RUN/best.pt or RUN/last.pt")
     add_dataset(parser)
     parser.add_argument("--split", default="val", help="train | val | test (default: val)")
-    parser.add_argument("--task", choices=("semantic", "instance", "panoptic"), default=None,
-                        help="semantic: the IoU table; panoptic: the PQ table (PQ, SQ, RQ per class, things, stuff); "
-                             "instance: the mask AP table (default: the checkpoint's task)")
+    add_task(parser, "semantic: the IoU table; panoptic: the PQ table (PQ, SQ, RQ per class, things, stuff); "
+                     "instance: the COCO mask and box AP table")
     parser.add_argument("--json", help="write the metrics to this JSON file")
     parser.add_argument("--figures", type=int, default=0, metavar="N",
                         help="draw the first N samples (image | ground truth | prediction | errors) "
@@ -56,8 +57,8 @@ def run(args: argparse.Namespace) -> int:
 
     options = inference_options(args)
     model, checkpoint, device = load_checkpoint_model(args)
-    task = args.task or checkpoint.get("task", "semantic")
-    check_task_options(args, options, task, checkpoint)
+    task, model = task_model(args, model, checkpoint, device)
+    check_task_options(args, options, task)
     trained = checkpoint["config"]
     name = args.dataset or checkpoint["dataset"]
     same_dataset = name == checkpoint["dataset"]
@@ -104,14 +105,11 @@ def score(task: str, model, loader, dataset, device, hooks, *, progress: bool) -
     return inference_on_dataset(model, loader, evaluator, device=device, progress=progress)
 
 
-def check_task_options(args: argparse.Namespace, options, task: str, checkpoint: dict) -> None:
+def check_task_options(args: argparse.Namespace, options, task: str) -> None:
     """Instance and panoptic evaluation run the model on the whole image, once: sliding windows, test-time
-    augmentation and CRFs are semantic-only, and the model must be one of the task's."""
-    from pixelwise.engine.tasks import check_model_task
-
-    if task == "semantic" and checkpoint.get("task", "semantic") == "semantic":
+    augmentation and CRFs are semantic-only."""
+    if task == "semantic":
         return
-    check_model_task(checkpoint["model_name"], task)
     semantic_only = [flag for flag, given in (
         ("--mode slide", options.mode != "whole"), ("--tta-scales", tuple(options.tta_scales) != (1.0,)),
         ("--tta-flip", options.tta_flip), ("--crf / --crf-config", args.crf is not None or bool(args.crf_config)),

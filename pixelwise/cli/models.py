@@ -9,6 +9,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("models", help="list registered models with parameter counts")
     parser.add_argument("--num-classes", type=int, default=21, help="classes to count parameters for (default 21)")
     parser.add_argument("--markdown", action="store_true", help="print the README model table (paper settings)")
+    parser.add_argument("--task", choices=("semantic", "instance", "panoptic"), default=None,
+                        help="only the models of this task")
     parser.add_argument("--backbones", action="store_true",
                         help="list the registered backbones with their features (channels@reduction)")
     parser.set_defaults(run=run)
@@ -23,11 +25,12 @@ def run(args: argparse.Namespace) -> int:
     if args.backbones:
         print_backbones()
         return 0
-    names = list_models()
+    names = [name for name in list_models() if args.task in (None, model_info(name)["task"])]
     width = max(map(len, names))
-    print(f"{'model':<{width}}  {f'params ({args.num_classes} classes)':>22}  paper")
+    print(f"{'model':<{width}}  {'task':<8}  {f'params ({args.num_classes} classes)':>22}  paper")
     for name in names:
-        print(f"{name:<{width}}  {parameter_count(name, args.num_classes):>22,}  {model_info(name)['paper']}")
+        info = model_info(name)
+        print(f"{name:<{width}}  {info['task']:<8}  {parameter_count(name, args.num_classes):>22,}  {info['paper']}")
     return 0
 
 

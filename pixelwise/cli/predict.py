@@ -13,9 +13,11 @@ from pixelwise.cli.common import (
     apply_max_image_pixels,
     add_inference,
     add_input_range,
+    add_task,
     crf_hooks,
     inference_options,
     load_checkpoint_model,
+    task_model,
 )
 
 
@@ -45,6 +47,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_input_range(parser)
     add_device(parser)
     add_crf(parser)
+    add_task(parser, "semantic: label PNGs; panoptic: COCO panoptic PNGs + panoptic.json and NAME_overlay.png; "
+                     "instance: instances.json (COCO, RLE masks) and NAME_overlay.png")
     parser.set_defaults(run=run)
 
 
@@ -63,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
     hooks = crf_hooks(args)
     model, checkpoint, device = load_predictor(args)
     images = list_images(args.input)
+    if args.task not in (None, "semantic") or checkpoint.get("task", "semantic") != "semantic":
+        return predict_task(args, model, checkpoint, device, images, options, hooks)
     rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     manifest = describe_options(args.checkpoint or args.model_file, options, backend=args.backend, crf=hooks is not None, overlay=args.overlay,
                                 windowed=args.windowed,
@@ -83,6 +89,31 @@ def run(args: argparse.Namespace) -> int:
         print(renamed)
     for image, reason in summary.failed:
         print(f"failed: {image}: {reason}", file=sys.stderr)
+    return 1 if summary.failed else 0
+
+
+def predict_task(args: argparse.Namespace, model, checkpoint: dict, device, images, options, hooks) -> int:
+    """``--task panoptic|instance`` (:mod:`pixelwise.engine.task_predictor`): whole images, one pass each."""
+    from pixelwise.engine.checkpoint import checkpoint_palette
+    from pixelwise.engine.task_predictor import predict_task_files, report_failures
+    from pixelwise.engine.tasks import a
+
+    if args.backend != "torch":
+        raise ValueError("--backend onnxruntime predicts semantic label maps; instance and panoptic models run on "
+                         "the torch backend")
+    task, model = task_model(args, model, checkpoint, device)
+    if task == "semantic":
+        raise ValueError(f"{args.checkpoint} is {a(checkpoint['task'])} model; it predicts --task {checkpoint['task']}")
+    if options.mode != "whole" or options.passes > 1 or hooks is not None or args.windowed or args.overlay:
+        raise ValueError(f"--task {task} runs the model once on each whole image and always writes the picture: "
+                         "--mode slide, --tta-*, --crf, --windowed and --overlay are for semantic label maps")
+    summary = predict_task_files(model, images, args.output, task=task, classes=checkpoint["classes"],
+                                 palette=checkpoint_palette(checkpoint), things=checkpoint.get("things", []),
+                                 category_ids=checkpoint.get("category_ids"), device=device,
+                                 input_range=args.input_range, score_threshold=args.score_threshold,
+                                 progress=not args.no_progress)
+    print(f"{summary.line()} -> {args.output}")
+    report_failures(summary)
     return 1 if summary.failed else 0
 
 

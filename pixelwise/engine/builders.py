@@ -136,6 +136,8 @@ def model_meta(config: TrainConfig, dataset: Any, in_channels: int = 3) -> dict[
         # The countable and amorphous classes (instance and panoptic tasks; empty for semantic readers).
         "things": sorted(getattr(dataset, "things", ())),
         "stuffs": sorted(getattr(dataset, "stuffs", ())),
+        # COCO's category id of each class (COCO panoptic readers), for the files predict writes.
+        "category_ids": list(map(int, dataset.category_ids)) if getattr(dataset, "category_ids", None) else None,
         "model_name": config.model,
         # Pretrained backbone files only initialise a fresh run: the checkpoint holds the weights.
         "model_kwargs": {k: v for k, v in config.model_kwargs.items() if k != "backbone_weights"},
@@ -244,7 +246,8 @@ def startup_summary(config: TrainConfig, trainer: Trainer, train_set: Dataset, v
     processes = f" x {world_size} processes" if world_size > 1 else ""
     lines = [
         f"train   {config.model} ({count_parameters(trainer.bare_model):,} parameters"
-        + (f"; {model_args}" if model_args else "") + (", + CRF-RNN" if config.crf_rnn else "") + ")",
+        + (f"; {model_args}" if model_args else "") + (", + CRF-RNN" if config.crf_rnn else "") + ")"
+        + ("" if config.task == "semantic" else f", {config.task} task"),
         f"data    {config.dataset} ({where}): {config.train_split} {len(train_set)} / {config.val_split} "
         f"{len(val_set)} samples, {trainer.num_classes} classes, crop {crop[0]}x{crop[1]}",
         f"steps   {config.epochs} epochs x {steps} steps = {config.epochs * steps} (batch {config.batch_size}"

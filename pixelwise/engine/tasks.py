@@ -46,8 +46,13 @@ def check_model_task(model_name: str, task: str) -> None:
     """A ``task`` run of ``model_name`` is refused unless the model produces that task's output."""
     declared = model_task(model_name)
     if declared != check_task(task):
-        raise ValueError(f"model {model_name!r} is a {declared} model; it cannot run the {task} task "
+        raise ValueError(f"model {model_name!r} is {a(declared)} model; it cannot run the {task} task "
                          f"(pass --task {declared}, or pick a {task} model: pixelwise models --task {task})")
+
+
+def a(task: str) -> str:
+    """``task`` with its article: "a semantic", "an instance"."""
+    return f"{'an' if task[0] in 'aeiou' else 'a'} {task}"
 
 
 def build_task_dataset(name: str, root: Any, split: str, transforms: Any, task: str, **kwargs: Any):

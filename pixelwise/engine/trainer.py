@@ -39,6 +39,8 @@ from pixelwise.files import atomic_write, writing
 from pixelwise.models import split_outputs
 
 
+# The validation numbers written to TensorBoard (those the task's evaluator reports).
+TENSORBOARD_SCORES = ("miou", "pixel_accuracy", "fwiou", "pq", "sq", "rq", "mask_ap", "mask_ap50", "box_ap")
 # Steps skipped in a row for non-finite losses (skip_nonfinite) after which a run stops.
 MAX_SKIPS_IN_A_ROW = 25
 
@@ -299,7 +301,7 @@ class Trainer:
         record = {"kind": "eval", "epoch": self.state.epoch, "iteration": self.state.iteration, **metrics}
         self.state.history.append(record)
         self._write_log(record)
-        self._write_tensorboard({f"val/{k}": metrics[k] for k in ("miou", "pixel_accuracy", "fwiou", "pq", "sq", "rq")
+        self._write_tensorboard({f"val/{k}": metrics[k] for k in TENSORBOARD_SCORES
                                  if isinstance(metrics.get(k), (int, float))})
         if metrics[self.score] > self.state.best_score:
             self.state.best_score, self.state.best_epoch = metrics[self.score], self.state.epoch

@@ -145,8 +145,10 @@ def test_rejects_wrong_input_channels(name: str) -> None:
 
 def test_every_model_is_covered_by_the_contract_tests_of_its_task() -> None:
     # A task without contract tests would leave its models untested: semantic here, panoptic in
-    # tests/models/test_panoptic_deeplab.py.
-    assert {model_info(name)["task"] for name in list_models()} <= {"semantic", "panoptic"}
+    # tests/models/test_panoptic_deeplab.py, instance in tests/models/test_mask_rcnn.py.
+    assert {model_info(name)["task"] for name in list_models()} <= {"semantic", "panoptic", "instance"}
+    assert {name for name in list_models() if model_info(name)["task"] == "instance"} == {
+        "maskrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn_v2", "maskrcnn_small"}
 
 
 # ---------------------------------------------------------------- model API
