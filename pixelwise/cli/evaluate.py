@@ -108,6 +108,9 @@ def score(task: str, model, loader, dataset, device, hooks, *, progress: bool) -
 def check_task_options(args: argparse.Namespace, options, task: str) -> None:
     """Instance and panoptic evaluation run the model on the whole image, once: sliding windows, test-time
     augmentation and CRFs are semantic-only."""
+    if task == "instance" and args.figures:
+        raise ValueError("--figures draws semantic and panoptic predictions; for instances use pixelwise predict "
+                         "--task instance, which writes a picture per image")
     if task == "semantic":
         return
     semantic_only = [flag for flag, given in (
@@ -135,9 +138,6 @@ def write_figures(args: argparse.Namespace, model, checkpoint: dict, dataset, de
     from pixelwise.engine.inference import dataset_figure
     from pixelwise.engine.panoptic import panoptic_dataset_figure
 
-    if task == "instance":
-        raise ValueError("--figures draws semantic and panoptic predictions; for instances use pixelwise predict "
-                         "--task instance, which writes a picture per image")
     target = Path(args.figures_out or Path(args.checkpoint).parent / f"figures_{args.split}.png")
     target.parent.mkdir(parents=True, exist_ok=True)
     palette, names = checkpoint_palette(checkpoint), checkpoint["classes"]

@@ -16,7 +16,8 @@ _HOMES = {
     "Evaluators": "evaluator", "SemanticEvaluator": "evaluator", "evaluate": "evaluator",
     "inference_on_dataset": "evaluator",
     "InferenceOptions": "inference", "predict_mask": "inference", "predict_files": "predictor",
-    "export_onnx": "onnx", "load_onnx_model": "onnx", "PanopticEvaluator": "panoptic",
+    "export_onnx": "onnx", "load_onnx_model": "onnx", "PanopticEvaluator": "panoptic", "predict_panoptic": "panoptic",
+    "MaskAPEvaluator": "instance", "build_task_dataset": "tasks", "task_evaluator": "tasks",
     "InferenceModel": "optimize", "optimize_for_inference": "optimize",
     "Trainer": "trainer", "TrainingError": "trainer",
 }

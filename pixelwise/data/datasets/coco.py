@@ -280,6 +280,8 @@ ROOT/
         names = tuple(category["name"] for category in self.coco.loadCats(category_ids))
         self.classes = ("background", *names) if self.include_background else names
         self.things = frozenset(self.class_of_category.values())
+        # COCO's id of each class (background: 0, no COCO category): predictions are written in COCO's ids.
+        self.category_ids = ((0,) if self.include_background else ()) + tuple(category_ids)
         return self._samples(annotation_file)
 
     def _samples(self, annotation_file: Path) -> list[Sample]:
