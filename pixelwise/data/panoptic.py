@@ -28,6 +28,7 @@ from PIL import Image
 from pixelwise.data.datasets.base import DatasetError
 from pixelwise.data.io import open_decoded
 from pixelwise.data.targets import VOID, PanopticTarget
+from pixelwise.files import atomic_write
 
 MAX_ID = 256**3 - 1
 
@@ -197,7 +198,7 @@ def write_coco_panoptic_json(path: str | Path, *, images: Sequence[Mapping[str, 
                              "which images does not list")
         check_segments(annotation["segments_info"], isthing, f"annotation {annotation['file_name']}")
     content = {"images": list(images), "annotations": list(annotations), "categories": list(categories)}
-    Path(path).write_text(json.dumps(content, default=_plain))
+    atomic_write(path, lambda file: file.write(json.dumps(content, default=_plain).encode()), "COCO panoptic file")
     return Path(path)
 
 

@@ -22,51 +22,26 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import torch
 
-__all__ = ["MaskAPEvaluator", "ap_json", "encode_masks", "format_ap_table", "instances_to_coco"]
+from pixelwise.data.instances import coco_annotations
+
+__all__ = ["MaskAPEvaluator", "ap_json", "format_ap_table", "instances_to_coco"]
 
 MASK_THRESHOLD = 0.5
 # COCOeval.stats[0:6] for each IoU type: AP, AP50, AP75, AP small, medium, large.
 STAT_NAMES = ("ap", "ap50", "ap75", "ap_small", "ap_medium", "ap_large")
 
 
-def _mask_api() -> Any:
-    try:
-        from pycocotools import mask
-    except ImportError as error:
-        raise ImportError("mask AP needs pycocotools: pip install 'pixelwise[coco]'") from error
-    return mask
-
-
-def encode_masks(masks: torch.Tensor | np.ndarray) -> list[dict[str, Any]]:
-    """COCO run-length encodings (``{"size": [H, W], "counts": str}``) of boolean masks ``K x H x W``.
-
-    >>> rle = encode_masks(np.eye(3, dtype=bool)[None])[0]
-    >>> rle["size"], isinstance(rle["counts"], str)
-    ([3, 3], True)
-    """
-    masks = masks.detach().cpu().numpy() if isinstance(masks, torch.Tensor) else np.asarray(masks)
-    if masks.ndim != 3:
-        raise ValueError(f"masks must be K x H x W, got shape {masks.shape}")
-    encoded = _mask_api().encode(np.asfortranarray(masks.astype(np.uint8).transpose(1, 2, 0)))
-    for rle in encoded:
-        rle["counts"] = rle["counts"].decode("ascii")  # JSON-ready
-    return encoded
-
-
 def instances_to_coco(prediction: Mapping[str, torch.Tensor], image_id: int,
                       category_ids: Sequence[int] | None = None) -> list[dict[str, Any]]:
-    """COCO results entries (``image_id``, ``category_id``, ``segmentation`` RLE, ``bbox`` XYWH, ``score``) of
-    one image's predicted instances; ``category_ids`` maps class indices to category ids (default: the same)."""
+    """COCO results entries (``image_id``, ``category_id``, ``segmentation`` RLE, ``bbox`` XYWH of the detector's
+    box, ``area``, ``score``) of one image's predicted instances; ``category_ids`` maps class indices to
+    category ids (default: the same)."""
     masks = prediction["masks"] > MASK_THRESHOLD if prediction["masks"].is_floating_point() else prediction["masks"]
-    boxes = prediction["boxes"].detach().cpu().double()
-    labels, scores = prediction["labels"].tolist(), prediction["scores"].tolist()
-    return [{"image_id": image_id, "category_id": int(category_ids[label] if category_ids is not None else label),
-             "segmentation": rle, "bbox": [x1, y1, x2 - x1, y2 - y1], "score": float(score)}
-            for rle, (x1, y1, x2, y2), label, score in zip(encode_masks(masks), boxes.tolist(), labels, scores,
-                                                           strict=True)]
+    return coco_annotations(masks, prediction["labels"], torch.zeros(len(masks), dtype=torch.bool),
+                            image_id=image_id, category_ids=category_ids, scores=prediction["scores"].tolist(),
+                            boxes=prediction["boxes"].double())
 
 
 class MaskAPEvaluator:
@@ -103,14 +78,8 @@ class MaskAPEvaluator:
             self.detections += instances_to_coco(prediction, image_id)
 
     def _add_truth(self, truth: Mapping[str, torch.Tensor], image_id: int) -> None:
-        mask_api = _mask_api()
-        rles = encode_masks(truth["masks"].bool())
-        areas = truth["masks"].flatten(1).sum(1).tolist()
-        for rle, area, label, crowd in zip(rles, areas, truth["labels"].tolist(), truth["iscrowd"].tolist(),
-                                           strict=True):
-            box = mask_api.toBbox({**rle, "counts": rle["counts"].encode("ascii")}).tolist()
-            self.annotations.append({"id": len(self.annotations) + 1, "image_id": image_id, "category_id": int(label),
-                                     "segmentation": rle, "area": float(area), "bbox": box, "iscrowd": int(crowd)})
+        entries = coco_annotations(truth["masks"], truth["labels"], truth["iscrowd"], image_id=image_id)
+        self.annotations += [{"id": len(self.annotations) + i, **entry} for i, entry in enumerate(entries, start=1)]
 
     def evaluate(self) -> dict[str, Any]:
         """Gather over processes (a no-op outside torch.distributed), then run COCOeval."""

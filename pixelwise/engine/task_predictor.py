@@ -11,12 +11,12 @@
   its ``annotations`` list is also the results format ``COCO.loadRes`` takes).
 
 Category ids are the checkpoint's (``category_ids``, kept from a COCO dataset) or the class index + 1. The
-JSON file is written once every image is done, atomically; a file that fails is reported and the rest go on.
+JSON file is written once every image is done, atomically (``write_coco_panoptic_json``,
+``write_coco_instances``); a file that fails is reported and the rest go on.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -27,8 +27,6 @@ import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
-
-from pixelwise.files import atomic_write
 
 __all__ = ["TaskSummary", "category_entries", "predict_task_files"]
 
@@ -85,11 +83,15 @@ def predict_task_files(model: nn.Module, images: Sequence[Path], output_dir: str
         coco_images.append({"id": image_id, "file_name": path.name, "height": image.shape[0], "width": image.shape[1]})
         entries.extend(found)
         summary.written += 1
-    if task == "instance":  # COCO annotations carry an id
-        entries = [{"id": number, **entry} for number, entry in enumerate(entries, start=1)]
     summary.json_file = output_dir / JSON_FILES[task]
-    content = {"images": coco_images, "categories": categories, "annotations": entries}
-    atomic_write(summary.json_file, lambda file: file.write(json.dumps(content).encode()), "predictions file")
+    if task == "panoptic":
+        from pixelwise.data.panoptic import write_coco_panoptic_json
+
+        write_coco_panoptic_json(summary.json_file, images=coco_images, annotations=entries, categories=categories)
+    else:
+        from pixelwise.data.instances import write_coco_instances
+
+        write_coco_instances(summary.json_file, images=coco_images, annotations=entries, categories=categories)
     return summary
 
 
@@ -120,8 +122,6 @@ def _instance_writer(model: nn.Module, ids: list[int], device: Any, score_thresh
             raise TypeError(f"{type(model).__name__} is not an instance model: its output has no 'instances'")
         found = {key: value.cpu() for key, value in outputs["instances"][0].items()}
         entries = instances_to_coco(found, image_id, category_ids=ids)
-        for entry, mask in zip(entries, found["masks"] > 0.5, strict=True):
-            entry.update(area=float(mask.sum()), iscrowd=0)
         # The picture: the confident instances pasted by score (the fusion's rule), no stuff.
         every_class_a_thing = torch.zeros(image.shape[:2], dtype=torch.long)  # uncovered pixels stay void
         pairs = heuristic_fusion(found, every_class_a_thing, things=range(len(ids)), score_threshold=score_threshold)

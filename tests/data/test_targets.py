@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -134,6 +135,35 @@ def test_coco_instances_from_polygons_rle_and_crowd(tmp_path: Path) -> None:
     empty = dataset[1]["instances"]  # image 285 has no annotation: a valid negative
     assert empty["masks"].shape == (0, 12, 16) and empty["boxes"].shape == (0, 4)
     assert pickle.loads(pickle.dumps(dataset))[0]["instances"]["labels"].tolist() == [2, 1, 3, 1]
+
+
+def test_coco_instances_round_trip_write_then_read(tmp_path: Path) -> None:
+    # Read the fixture (polygons, RLE, crowd), write it back with pixelwise.data.instances, read that:
+    # the same masks, labels, crowd flags and boxes; the crowd region written as uncompressed RLE, as COCO does.
+    pytest.importorskip("pycocotools")
+    from pixelwise.data.instances import coco_annotations, write_coco_instances as write_instances
+
+    original = write_coco_instances(tmp_path / "a")
+    source = build_dataset("coco", tmp_path / "a", split="val", task="instance")
+    ids = source.category_ids[1:]  # class k (k >= 1) is the k-th category by id
+    entries = []
+    for index, image in enumerate(sorted(original["images"], key=lambda i: i["file_name"])):
+        found = source[index]["instances"]
+        entries += coco_annotations(found["masks"], found["labels"] - 1, found["iscrowd"], image_id=image["id"],
+                                    category_ids=ids)
+    copy = tmp_path / "b"
+    (copy / "annotations").mkdir(parents=True)
+    shutil.copytree(tmp_path / "a" / "val2017", copy / "val2017")
+    write_instances(copy / "annotations" / "instances_val2017.json", images=original["images"],
+                    annotations=entries, categories=original["categories"])
+    written = json.loads((copy / "annotations" / "instances_val2017.json").read_text())
+    crowd = [a for a in written["annotations"] if a["iscrowd"]]
+    assert len(crowd) == 1 and isinstance(crowd[0]["segmentation"]["counts"], list)
+    again = build_dataset("coco", copy, split="val", task="instance")
+    for index in range(len(source)):
+        first, second = source[index]["instances"], again[index]["instances"]
+        for key in ("masks", "labels", "iscrowd", "boxes"):
+            assert torch.equal(first[key], second[key]), key
 
 
 @pytest.mark.parametrize("bbox, shown", [([6, 3, 0, 4], "width 0 and height 4"), ([6, 3, 4, -2], "height -2")])

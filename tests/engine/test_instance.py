@@ -9,7 +9,8 @@ import torch
 
 pytest.importorskip("pycocotools")
 
-from pixelwise.engine.instance import MaskAPEvaluator, encode_masks, format_ap_table, instances_to_coco  # noqa: E402
+from pixelwise.data.instances import encode_masks  # noqa: E402
+from pixelwise.engine.instance import MaskAPEvaluator, format_ap_table, instances_to_coco  # noqa: E402
 
 SIZE = (32, 32)
 
