@@ -64,8 +64,11 @@ def model_flops(name: str, num_classes: int, size: tuple[int, int], batch: int =
 
 
 def make_runner(model: nn.Module, backend: str, x: torch.Tensor, *, threads: int,
-                workdir: Path | None = None) -> Callable[[], Any]:
-    """A no-argument callable running one forward of ``model`` on ``x`` with ``backend``."""
+                workdir: Path | None = None, compile: bool = False) -> Callable[[], Any]:
+    """A no-argument callable running one forward of ``model`` on ``x`` with ``backend`` (``compile``: the
+    optimised model through ``torch.compile`` as well)."""
+    if compile and backend != "optimised":
+        raise ValueError(f"compile applies to the optimised backend (optimize_for_inference), not {backend!r}")
     if backend == "eager":
         def run() -> Any:
             with torch.inference_mode():
@@ -74,7 +77,7 @@ def make_runner(model: nn.Module, backend: str, x: torch.Tensor, *, threads: int
     if backend == "optimised":
         from pixelwise.engine.optimize import optimize_for_inference
 
-        fast = optimize_for_inference(model, example_size=tuple(x.shape[-2:]))
+        fast = optimize_for_inference(model, example_size=tuple(x.shape[-2:]), compile=compile)
         return lambda: fast(x)
     if backend == "onnxruntime":
         return _onnx_runner(model, x, threads, workdir)

@@ -42,12 +42,14 @@ def torch_threads(threads: int | None) -> Iterator[int]:
 
 def benchmark_model(name: str, *, size: tuple[int, int] = (1024, 2048), batch: int = 1, threads: int | None = None,
                     backend: str = "eager", num_classes: int = 19, warmup: int = MIN_WARMUP, runs: int = MIN_RUNS,
-                    device: str = "cpu", model_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
+                    device: str = "cpu", model_kwargs: dict[str, Any] | None = None,
+                    compile: bool = False) -> dict[str, Any]:
     """Measure ``name`` at ``batch x 3 x H x W``: parameters, MACs, FLOPs, latency, FPS, peak memory.
 
     Returns one row (the keys of ``pixelwise bench --json``): ``name``, ``input_size`` ("HxW"), ``batch``,
     ``params``, ``macs``, ``flops``, ``latency_ms_median``, ``latency_ms_p90``, ``fps``, ``peak_memory_mb``,
-    ``backend``, ``precision``, ``threads``, ``torch``, ``device``, ``warmup``, ``runs``.
+    ``backend``, ``precision``, ``threads``, ``torch``, ``device``, ``warmup``, ``runs``, ``compiled``
+    (``compile``: the optimised backend through ``torch.compile``; its compilation happens in the warm-up).
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
@@ -61,7 +63,7 @@ def benchmark_model(name: str, *, size: tuple[int, int] = (1024, 2048), batch: i
         model = create_model(name, num_classes, **model_kwargs).eval().to(target)
         x = torch.randn(batch, getattr(model, "in_channels", 3), *size, device=target)
         params = count_parameters(model)
-        run = make_runner(model, backend, x, threads=used_threads)
+        run = make_runner(model, backend, x, threads=used_threads, compile=compile)
         memory.restart_peak()  # an export or a fold is set-up, not inference
         times = time_runs(run, warmup=warmup, runs=runs, cuda=target.type == "cuda")
     median = percentile(times, 50)
@@ -70,4 +72,4 @@ def benchmark_model(name: str, *, size: tuple[int, int] = (1024, 2048), batch: i
             "latency_ms_p90": round(percentile(times, 90), 3), "fps": round(batch * 1000 / median, 2),
             "peak_memory_mb": None if memory.mb is None else round(memory.mb, 1), "backend": backend,
             "precision": "float32", "threads": used_threads, "torch": torch.__version__,
-            "device": f"{target.type}: {device_name(target)}", "warmup": warmup, "runs": runs}
+            "device": f"{target.type}: {device_name(target)}", "warmup": warmup, "runs": runs, "compiled": compile}

@@ -31,6 +31,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--backend", choices=BACKENDS, default="eager",
                         help="eager PyTorch, pixelwise.engine.optimize_for_inference, or onnxruntime on an ONNX "
                              "export made on the fly (default eager)")
+    parser.add_argument("--compile", action="store_true",
+                        help="--backend optimised: also torch.compile the optimised model (compiled in the warm-up)")
     parser.add_argument("--num-classes", type=int, default=19, help="output classes (default 19, Cityscapes)")
     parser.add_argument("--model-arg", action="append", metavar="KEY=VALUE", help="builder argument for every model")
     parser.add_argument("--warmup", type=int, default=5, help="untimed passes before timing (default 5)")
@@ -93,7 +95,7 @@ def measure_all(args: argparse.Namespace) -> list[dict[str, Any]]:
         try:
             rows.append(benchmark_model(name, size=size, batch=batch, threads=args.threads, backend=args.backend,
                                         num_classes=args.num_classes, warmup=args.warmup, runs=args.runs,
-                                        device=args.device, model_kwargs=model_kwargs))
+                                        device=args.device, model_kwargs=model_kwargs, compile=args.compile))
         except (ValueError, RuntimeError, TypeError, ImportError, MemoryError) as error:
             rows.append({"name": name, "input_size": f"{size[0]}x{size[1]}", "backend": args.backend,
                          "error": one_line(error)})
@@ -104,6 +106,9 @@ def run(args: argparse.Namespace) -> int:
     from pixelwise.bench import paper_rows, paper_table_markdown, plot_results, results_markdown
     from pixelwise.files import atomic_write
 
+    if args.compile and args.backend != "optimised":
+        raise ValueError(f"--compile applies to --backend optimised (torch.compile of the optimised model), "
+                         f"not --backend {args.backend}")
     if args.batch < 1 or args.runs < 1 or args.warmup < 0:
         raise ValueError(f"--batch and --runs must be >= 1 and --warmup >= 0, got {args.batch}, {args.runs}, "
                          f"{args.warmup}")

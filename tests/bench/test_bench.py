@@ -71,6 +71,20 @@ def test_the_threads_setting_is_restored():
     assert torch.get_num_threads() == before
 
 
+def test_compile_reaches_the_optimised_model_and_only_it(monkeypatch):
+    import pixelwise.engine.optimize as optimize
+
+    seen = []
+    real = optimize.optimize_for_inference
+    monkeypatch.setattr(optimize, "optimize_for_inference",
+                        lambda model, **kwargs: seen.append(kwargs["compile"]) or real(model, **{**kwargs, "compile": False}))
+    row = benchmark_model("fcn8s_tiny", size=(32, 32), num_classes=2, warmup=0, runs=1, backend="optimised",
+                          compile=True)
+    assert seen == [True] and row["compiled"] is True
+    with pytest.raises(ValueError, match="compile applies to the optimised backend"):
+        benchmark_model("fcn8s_tiny", size=(32, 32), num_classes=2, warmup=0, runs=1, compile=True)
+
+
 def test_bad_arguments_are_refused_naming_them():
     with pytest.raises(ValueError, match="backend must be one of eager, optimised, onnxruntime, got 'tensorrt'"):
         benchmark_model("fcn8s_tiny", size=(32, 32), backend="tensorrt")
