@@ -44,7 +44,7 @@ import torch
 
 from pixelwise.engine import TrainConfig
 from pixelwise.engine.trainer import read_log
-from pixelwise.models import list_models, parameter_count
+from pixelwise.models import list_models, model_info, parameter_count
 
 ROOT = Path(__file__).resolve().parents[1]
 NUM_CLASSES = 7  # the synthetic scenes: 3 stuff + 4 thing classes
@@ -222,7 +222,7 @@ machine was shared with other jobs (the training ran under `nice`), so timings a
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("models", nargs="*", help="models to train (default: every registered model)")
+    parser.add_argument("models", nargs="*", help="models to train (default: every registered semantic model)")
     parser.add_argument("--runs-dir", default="runs/zoo", help="parent folder of the run folders")
     parser.add_argument("--output", default="docs/zoo_synthetic.md", help="Markdown file to write")
     parser.add_argument("--nice", type=int, default=10, help="niceness of the training processes (0: none)")
@@ -233,10 +233,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    unknown = sorted(set(args.models) - set(list_models()))
+    semantic = [name for name in list_models() if model_info(name)["task"] == "semantic"]
+    unknown = sorted(set(args.models) - set(semantic))
     if unknown:
-        raise SystemExit(f"unknown model(s) {', '.join(unknown)}; registered: {', '.join(list_models())}")
-    models = args.models or list_models()
+        raise SystemExit(f"unknown or not semantic model(s) {', '.join(unknown)} (the instance and panoptic models "
+                         f"have their own recipes and table: README, Instance and panoptic networks); semantic "
+                         f"models: {', '.join(semantic)}")
+    models = args.models or semantic
     runs_dir = (ROOT / args.runs_dir).resolve()
     if not args.table_only:
         for model in models:

@@ -46,3 +46,12 @@ def one_line(error: BaseException) -> str:
                    and not line.startswith(" ")), None)
     original = message[message.rindex(marker) + len(marker.split(":", 1)[0]) + 1:].strip() if marker else message
     return f"{original} (in DataLoader worker {worker})"
+
+
+def with_article(word: str) -> str:
+    """``word`` after its indefinite article, for messages: "a semantic", "an instance".
+
+    >>> with_article("instance"), with_article("panoptic")
+    ('an instance', 'a panoptic')
+    """
+    return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"

@@ -139,13 +139,14 @@ def task_model(args: argparse.Namespace, model, checkpoint: dict, device):
     """``(task, model)``: ``--task`` (or the checkpoint's) and the model that produces its output: the
     checkpoint's own, or, for ``--task panoptic`` with an instance checkpoint, its heuristic fusion with
     ``--semantic-checkpoint`` (whose classes must be the same)."""
-    from pixelwise.engine.tasks import a, check_model_task
+    from pixelwise.engine.tasks import check_model_task
+    from pixelwise.errors import with_article
 
     stored = checkpoint.get("task", "semantic")
     task = args.task or stored
     if args.semantic_checkpoint and not (task == "panoptic" and stored == "instance"):
         raise ValueError(f"--semantic-checkpoint fuses an instance checkpoint into panoptic output (--task panoptic); "
-                         f"{args.checkpoint} is {a(stored)} checkpoint and the task is {task}")
+                         f"{args.checkpoint} is {with_article(stored)} checkpoint and the task is {task}")
     if task == "panoptic" and stored == "instance":
         if not args.semantic_checkpoint:
             raise ValueError(f"{args.checkpoint} is an instance model (Mask R-CNN): --task panoptic needs "
@@ -158,12 +159,12 @@ def task_model(args: argparse.Namespace, model, checkpoint: dict, device):
 
 def fused_model(args: argparse.Namespace, model, checkpoint: dict, device):
     from pixelwise.engine import load_model
-    from pixelwise.engine.tasks import a
+    from pixelwise.errors import with_article
     from pixelwise.models.panoptic_fusion import PanopticFusion
 
     semantic, semantic_checkpoint = load_model(args.semantic_checkpoint, device)
     if semantic_checkpoint.get("task", "semantic") != "semantic":
-        raise ValueError(f"--semantic-checkpoint {args.semantic_checkpoint} is {a(semantic_checkpoint['task'])} model; "
+        raise ValueError(f"--semantic-checkpoint {args.semantic_checkpoint} is {with_article(semantic_checkpoint['task'])} model; "
                          "the fusion needs a semantic one")
     if list(semantic_checkpoint["classes"]) != list(checkpoint["classes"]):
         raise ValueError(f"{args.checkpoint} has classes {checkpoint['classes']} but --semantic-checkpoint "

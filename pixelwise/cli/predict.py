@@ -96,14 +96,14 @@ def predict_task(args: argparse.Namespace, model, checkpoint: dict, device, imag
     """``--task panoptic|instance`` (:mod:`pixelwise.engine.task_predictor`): whole images, one pass each."""
     from pixelwise.engine.checkpoint import checkpoint_palette
     from pixelwise.engine.task_predictor import predict_task_files, report_failures
-    from pixelwise.engine.tasks import a
+    from pixelwise.errors import with_article
 
     if args.backend != "torch":
         raise ValueError("--backend onnxruntime predicts semantic label maps; instance and panoptic models run on "
                          "the torch backend")
     task, model = task_model(args, model, checkpoint, device)
     if task == "semantic":
-        raise ValueError(f"{args.checkpoint} is {a(checkpoint['task'])} model; it predicts --task {checkpoint['task']}")
+        raise ValueError(f"{args.checkpoint} is {with_article(checkpoint['task'])} model; it predicts --task {checkpoint['task']}")
     if options.mode != "whole" or options.passes > 1 or hooks is not None or args.windowed or args.overlay:
         raise ValueError(f"--task {task} runs the model once on each whole image and always writes the picture: "
                          "--mode slide, --tta-*, --crf, --windowed and --overlay are for semantic label maps")

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from pixelwise.errors import with_article
 from pixelwise.metrics import ConfusionMatrix
 
 __all__ = ["Evaluator", "Evaluators", "Postprocess", "SemanticEvaluator", "evaluate", "inference_on_dataset"]
@@ -103,6 +104,17 @@ class Evaluators:
                                      "own keys")
                 merged[key], owner[key] = value, name
         return merged
+
+
+def check_task_batch(evaluator: str, task: str, key: str, inputs: Mapping[str, Any], outputs: Any) -> None:
+    """Refuse, naming what was given, a model output without ``key`` (a model of another task) or a batch
+    without it (a dataset built for another task): the checks of the instance and panoptic evaluators."""
+    if not isinstance(outputs, Mapping) or key not in outputs:
+        got = f"a dict with keys {sorted(outputs)}" if isinstance(outputs, Mapping) else type(outputs).__name__
+        raise TypeError(f"{evaluator} needs {with_article(task)} model's eval-mode output, a dict with {key!r}; got {got}")
+    if key not in inputs:
+        raise KeyError(f"{evaluator} needs the targets in the batch as {key!r} (a dataset built with task={task!r}); "
+                       f"the batch has {sorted(inputs)}")
 
 
 def _move(value: Any, device: torch.device) -> Any:

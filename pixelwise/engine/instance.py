@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from pixelwise.data.instances import coco_annotations
+from pixelwise.engine.evaluator import check_task_batch
 
 __all__ = ["MaskAPEvaluator", "ap_json", "format_ap_table", "instances_to_coco"]
 
@@ -63,13 +64,7 @@ class MaskAPEvaluator:
         self.detections: list[dict[str, Any]] = []
 
     def process(self, inputs: Mapping[str, Any], outputs: Mapping[str, Any]) -> None:
-        if not isinstance(outputs, Mapping) or "instances" not in outputs:
-            got = f"a dict with keys {sorted(outputs)}" if isinstance(outputs, Mapping) else type(outputs).__name__
-            raise TypeError(f"MaskAPEvaluator needs an instance model's eval-mode output, a dict with 'instances'; "
-                            f"got {got}")
-        if "instances" not in inputs:
-            raise KeyError(f"MaskAPEvaluator needs the ground truth in the batch as 'instances' (a dataset built "
-                           f"with task='instance'); the batch has {sorted(inputs)}")
+        check_task_batch("MaskAPEvaluator", "instance", "instances", inputs, outputs)
         for truth, prediction in zip(inputs["instances"], outputs["instances"], strict=True):
             image_id = len(self.images) + 1
             height, width = truth["masks"].shape[-2:]

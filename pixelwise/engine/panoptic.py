@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from pixelwise.engine.evaluator import check_task_batch
 from pixelwise.metrics.panoptic import PanopticQuality
 
 __all__ = ["PanopticEvaluator", "panoptic_dataset_figure", "predict_panoptic"]
@@ -48,13 +49,7 @@ class PanopticEvaluator:
 
     def process(self, inputs: Mapping[str, Any], outputs: Mapping[str, Any]) -> None:
         """Add a batch: ``outputs["panoptic"]`` against ``inputs["panoptic"]`` (and ``inputs.get("crowd")``)."""
-        if not isinstance(outputs, Mapping) or "panoptic" not in outputs:
-            got = f"a dict with keys {sorted(outputs)}" if isinstance(outputs, Mapping) else type(outputs).__name__
-            raise TypeError(f"PanopticEvaluator needs a panoptic model's eval-mode output, a dict with 'panoptic' "
-                            f"(N x H x W x 2 pairs); got {got}")
-        if "panoptic" not in inputs:
-            raise KeyError(f"PanopticEvaluator needs the target pairs in the batch as 'panoptic'; the batch has "
-                           f"{sorted(inputs)}")
+        check_task_batch("PanopticEvaluator", "panoptic", "panoptic", inputs, outputs)
         prediction = outputs["panoptic"]
         crowd = inputs.get("crowd")
         self.metric.update(prediction, inputs["panoptic"].to(prediction.device),

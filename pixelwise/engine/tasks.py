@@ -18,6 +18,7 @@ from typing import Any
 from pixelwise.data import DatasetError, build_dataset
 from pixelwise.data.targets import TASKS
 from pixelwise.engine.evaluator import Evaluator, SemanticEvaluator
+from pixelwise.errors import with_article
 from pixelwise.registry import DATASETS
 
 __all__ = ["TASKS", "build_task_dataset", "check_model_task", "score_key", "task_evaluator"]
@@ -46,13 +47,8 @@ def check_model_task(model_name: str, task: str) -> None:
     """A ``task`` run of ``model_name`` is refused unless the model produces that task's output."""
     declared = model_task(model_name)
     if declared != check_task(task):
-        raise ValueError(f"model {model_name!r} is {a(declared)} model; it cannot run the {task} task "
+        raise ValueError(f"model {model_name!r} is {with_article(declared)} model; it cannot run the {task} task "
                          f"(pass --task {declared}, or pick a {task} model: pixelwise models --task {task})")
-
-
-def a(task: str) -> str:
-    """``task`` with its article: "a semantic", "an instance"."""
-    return f"{'an' if task[0] in 'aeiou' else 'a'} {task}"
 
 
 def build_task_dataset(name: str, root: Any, split: str, transforms: Any, task: str, **kwargs: Any):

@@ -37,7 +37,7 @@ def test_a_semantic_output_is_refused_with_the_reason() -> None:
     evaluator = PanopticEvaluator(things=[1], stuffs=[0])
     with pytest.raises(TypeError, match="panoptic model's eval-mode output"):
         evaluator.process({"panoptic": pairs_batch()}, torch.zeros(2, 2, 4, 6))
-    with pytest.raises(KeyError, match="target pairs"):
+    with pytest.raises(KeyError, match=r"targets in the batch as 'panoptic' \(a dataset built with task='panoptic'\)"):
         evaluator.process({"mask": torch.zeros(2, 4, 6)}, {"panoptic": pairs_batch()})
 
 
