@@ -57,6 +57,8 @@ def predict_task_files(model: nn.Module, images: Sequence[Path], output_dir: str
                        progress: bool = True) -> TaskSummary:
     """Predict ``images`` with a panoptic or instance ``model`` into ``output_dir`` (module docstring)."""
     from pixelwise.engine.inference import plan_outputs, read_rgb
+    from pixelwise.files import atomic_write
+    from pixelwise.visualize import panoptic_overlay
 
     if task not in JSON_FILES:
         raise ValueError(f"predict_task_files writes the panoptic and instance tasks' files, not {task!r}")
@@ -77,9 +79,8 @@ def predict_task_files(model: nn.Module, images: Sequence[Path], output_dir: str
         except (OSError, ValueError) as error:
             summary.failed.append((path, str(error)))
             continue
-        from pixelwise.visualize import panoptic_overlay
-
-        panoptic_overlay(image, pairs, palette, classes).save(files[-1])
+        picture = panoptic_overlay(image, pairs, palette, classes)
+        atomic_write(files[-1], lambda file: picture.save(file, format="PNG"), "overlay")
         coco_images.append({"id": image_id, "file_name": path.name, "height": image.shape[0], "width": image.shape[1]})
         entries.extend(found)
         summary.written += 1

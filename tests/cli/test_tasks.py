@@ -149,3 +149,16 @@ def test_mismatched_tasks_are_refused_with_what_to_do(panoptic_run, instance_run
     assert "needs --semantic-checkpoint" in capsys.readouterr().err
     assert main(["evaluate", "--checkpoint", str(panoptic_run), "--tta-flip", "--no-progress"]) == 2
     assert "--tta-flip: semantic evaluation only" in capsys.readouterr().err
+
+
+def test_an_unreadable_image_is_reported_and_the_others_predicted(panoptic_run, images, tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "broken.png").write_bytes(b"not a png")
+    (folder / "good.png").write_bytes((images / "scene0.png").read_bytes())
+    assert main(["predict", "--checkpoint", str(panoptic_run), "--input", str(folder), "--output",
+                 str(tmp_path / "out"), "--no-progress"]) == 1
+    assert "broken.png" in capsys.readouterr().err
+    content = json.loads((tmp_path / "out" / "panoptic.json").read_text())
+    assert [image["file_name"] for image in content["images"]] == ["good.png"]
+    assert not (tmp_path / "out" / "broken.png").exists()
