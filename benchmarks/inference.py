@@ -13,8 +13,11 @@ timed *interleaved* (one call of each in turn, ``--repeats`` times after ``--war
 on the machine hits all alike; the ratios are of the medians. Outputs are checked against torchvision's
 first. Achieved GFLOP/s (FLOPs from ``torch.utils.flop_counter``, 2 per multiply-add) are compared with
 the machine's peak: cores x FP32 FLOPs per cycle x clock, FLOPs per cycle being 2 FMA units x the vector
-lanes (8 with AVX2, 16 with AVX-512) x 2, the clock read from /proc/cpuinfo ("cpu MHz"; turbo can exceed
-it). "x floor" is the latency over the time the FLOPs take at that peak.
+lanes (8 with AVX2, 16 with AVX-512) x 2, the clock measured by ``cpu_clock.c`` (dependent integer adds,
+one copy per thread at once; /proc/cpuinfo's "cpu MHz" without a C compiler: virtual machines report
+their base clock there). "x floor" is the latency over the time the FLOPs take at that peak. The FLOPs
+include the multiplications by the zero padding of dilated convolutions, which runtimes may skip
+(DeepLab v3's ASPP, dilations 12/24/36 on a 64x64 map at 512x512), so such a model can beat its "floor".
 
     python benchmarks/inference.py [--size 512] [--threads 2] [--repeats 20] [--warmup 3] [--no-compile]
 
@@ -45,13 +48,32 @@ MODELS = ("deeplabv3_resnet50", "lraspp_mobilenet_v3_large")
 
 
 def peak_gflops(cores: int) -> tuple[float, str]:
-    """The FP32 peak of ``cores`` cores and how it was derived."""
+    """The FP32 peak of ``cores`` cores and how it was derived: cores x FLOPs per cycle x clock. The clock is
+    measured (:func:`measured_clock_ghz`) where a C compiler is present, since virtual machines report the
+    base clock in /proc/cpuinfo and the cores run faster; else /proc/cpuinfo's "cpu MHz"."""
     text = Path("/proc/cpuinfo").read_text()
     flags = next(line for line in text.splitlines() if line.startswith("flags")).split()
-    mhz = float(next(line for line in text.splitlines() if line.startswith("cpu MHz")).split(":")[1])
+    reported = float(next(line for line in text.splitlines() if line.startswith("cpu MHz")).split(":")[1]) / 1e3
     lanes = 16 if "avx512f" in flags else 8 if "avx2" in flags else 4
     per_cycle = 2 * lanes * 2  # two FMA units, each a multiply and an add per lane
-    return cores * per_cycle * mhz / 1e3, f"{cores} cores x {per_cycle} FLOP/cycle x {mhz / 1e3:.3f} GHz"
+    measured = measured_clock_ghz(cores)
+    clock, source = (measured, f"measured, /proc/cpuinfo says {reported:.3f}") if measured else (reported, "cpu MHz")
+    return cores * per_cycle * clock, f"{cores} cores x {per_cycle} FLOP/cycle x {clock:.3f} GHz ({source})"
+
+
+def measured_clock_ghz(copies: int) -> float | None:
+    """The mean core clock of ``copies`` simultaneous runs of benchmarks/cpu_clock.c, or None without a C compiler."""
+    import shutil
+    import subprocess
+
+    compiler = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if compiler is None:
+        return None
+    with tempfile.TemporaryDirectory() as folder:
+        binary = Path(folder) / "cpu_clock"
+        subprocess.run([compiler, "-O2", "-o", str(binary), str(Path(__file__).with_name("cpu_clock.c"))], check=True)
+        runs = [subprocess.Popen([str(binary)], stdout=subprocess.PIPE, text=True) for _ in range(copies)]
+        return statistics.fmean(float(run.communicate()[0]) for run in runs)
 
 
 def callables(name: str, x: torch.Tensor, threads: int, compile_: bool, folder: Path) -> dict[str, callable]:
