@@ -169,3 +169,23 @@ def test_the_backend_follows_the_training_device(monkeypatch, device, backend):
     monkeypatch.setattr(dist, "get_world_size", lambda: 2)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert distributed_rank_and_size(torch.device(device)) == (1, 2) and chosen == [backend]
+
+
+@pytest.mark.parametrize("task, model, score", [("instance", "maskrcnn_small", "mask_ap"),
+                                                ("panoptic", "panoptic_deeplab_small", "pq")])
+def test_torchrun_trains_the_other_tasks_and_scores_them_like_one_process(tmp_path, task, model, score):
+    # Two processes train Mask R-CNN / Panoptic-DeepLab under DDP; each scores half the val split and the
+    # gathered (mask AP) or summed (PQ) result equals one process scoring all of it.
+    out = tmp_path / "run"
+    finished(torchrun("train", "--task", task, "--model", model, "--model-arg", "width_divisor=8", "--dataset",
+                      "synthetic", "--dataset-arg", "size=32", "--dataset-arg", "num_samples=8", "--epochs", "1",
+                      "--batch-size", "2", "--crop", "32", "--no-progress", "--device", "cpu", "--figures", "0",
+                      "--out", str(out)))
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    shared = [r for r in records if r["kind"] == "eval"][-1]
+    assert main(["evaluate", "--checkpoint", str(out / "last.pt"), "--json", str(tmp_path / "alone.json"),
+                 "--no-progress", "--device", "cpu"]) == 0
+    alone = json.loads((tmp_path / "alone.json").read_text())
+    assert shared[score] == pytest.approx(alone[score], abs=1e-12)
+    if task == "instance":
+        assert shared["images"] == alone["images"] == 8 and shared["instances"] == alone["instances"]
