@@ -57,7 +57,11 @@ from pixelwise.registry import MODELS
 from pixelwise.weights import load_matching_state, read_torch_file
 
 PAPER = "He et al. 2017, Mask R-CNN"
-NO_NORMALISATION = {"image_mean": [0.0, 0.0, 0.0], "image_std": [1.0, 1.0, 1.0]}  # the datasets normalise
+
+
+def no_normalisation(channels: int = 3) -> dict[str, list[float]]:
+    """torchvision's transform arguments that leave the images as they are: the datasets normalise."""
+    return {"image_mean": [0.0] * channels, "image_std": [1.0] * channels}
 
 
 class InstanceSegmenter(nn.Module):
@@ -66,9 +70,9 @@ class InstanceSegmenter(nn.Module):
     task = "instance"
     takes_targets = True  # the trainer calls model(images, batch): torchvision computes its losses in forward
 
-    def __init__(self, detector: nn.Module, *, num_classes: int, things: Sequence[int]) -> None:
+    def __init__(self, detector: nn.Module, *, num_classes: int, things: Sequence[int], in_channels: int = 3) -> None:
         super().__init__()
-        self.detector, self.num_classes = detector, num_classes
+        self.detector, self.num_classes, self.in_channels = detector, num_classes, in_channels
         self.things = _check_things(things, num_classes)
         label_of_class = torch.zeros(num_classes, dtype=torch.long)  # 0: not a thing
         label_of_class[list(self.things)] = torch.arange(1, len(self.things) + 1)
@@ -76,8 +80,8 @@ class InstanceSegmenter(nn.Module):
         self.register_buffer("class_of_label", torch.tensor([-1, *self.things]), persistent=False)
 
     def forward(self, x: Tensor, batch: Mapping[str, Any] | None = None) -> Any:
-        if x.ndim != 4 or x.shape[1] != 3:
-            raise ValueError(f"{type(self).__name__} expects N x 3 x H x W images, got {tuple(x.shape)}")
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f"{type(self).__name__} expects N x {self.in_channels} x H x W images, got {tuple(x.shape)}")
         images = list(x.unbind(0))
         if self.training:
             if batch is None or "instances" not in batch:
@@ -117,7 +121,7 @@ def _resnet50_fpn(builder: Any, *, num_classes: int, in_channels: int = 3, thing
         raise ValueError(f"torchvision's Mask R-CNN reads RGB images; got in_channels={in_channels}")
     things = _check_things(things, num_classes)
     detector = builder(weights=None, weights_backbone=None, num_classes=len(things) + 1, min_size=min_size,
-                       max_size=max_size, **NO_NORMALISATION)
+                       max_size=max_size, **no_normalisation())
     if weights:  # as torchvision does for a pretrained backbone: frozen batch norm, the first stages fixed
         detector.backbone.body = _frozen(detector.backbone.body, trainable_backbone_layers)
     model = InstanceSegmenter(detector, num_classes=num_classes, things=things)
@@ -178,8 +182,9 @@ def maskrcnn_small(*, num_classes: int, in_channels: int = 3, things: Sequence[i
         box_predictor=FastRCNNPredictor(box_head_units, classes),
         mask_roi_pool=MultiScaleRoIAlign(names, 14, 2),
         mask_head=MaskRCNNHeads(fpn_channels, (mask_head_channels,) * 4, 1),
-        mask_predictor=MaskRCNNPredictor(mask_head_channels, mask_head_channels, classes), **NO_NORMALISATION)
-    return InstanceSegmenter(detector, num_classes=num_classes, things=things)
+        mask_predictor=MaskRCNNPredictor(mask_head_channels, mask_head_channels, classes),
+        **no_normalisation(in_channels))
+    return InstanceSegmenter(detector, num_classes=num_classes, things=things, in_channels=in_channels)
 
 
 class PyramidBackbone(nn.Module):

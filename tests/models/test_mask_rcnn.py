@@ -56,6 +56,16 @@ def test_eval_mode_gives_instances_in_class_indices_at_the_input_size(batch):
     assert model.label_of_class.tolist() == [0, 0, 0, 1, 2, 3, 4]
 
 
+def test_other_channel_counts_reach_the_pixelwise_backbone():
+    model = create_model("maskrcnn_small", num_classes=3, in_channels=1, width_divisor=8).eval()
+    with torch.no_grad():
+        assert len(model(torch.zeros(1, 1, 48, 48))["instances"]) == 1
+    with pytest.raises(ValueError, match="expects N x 1 x H x W images"):
+        model(torch.zeros(1, 3, 48, 48))
+    with pytest.raises(ValueError, match="reads RGB images"):
+        create_model("maskrcnn_resnet50_fpn", num_classes=3, in_channels=1)
+
+
 def test_counts_follow_torchvision():
     # torchvision's documented counts of its COCO models (90 category ids + background): v1 with frozen batch
     # norm 44,401,393, v2 46,359,409.
