@@ -9,6 +9,8 @@ from pixelwise.engine import TrainConfig
 from pixelwise.losses import build_loss
 from pixelwise.models import parameter_count
 from pixelwise.data import list_datasets
+from pixelwise.engine.tasks import check_model_task
+from pixelwise.registry import DATASETS
 
 CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
 
@@ -23,6 +25,8 @@ def test_recipe_builds(path):
     assert config.dataset in list_datasets()
     assert parameter_count(config.model, 21, **config.model_kwargs) > 0
     build_loss(config.loss)
+    check_model_task(config.model, config.task)  # the model is one of the recipe's task
+    assert config.task in getattr(DATASETS.get(config.dataset), "tasks", ("semantic",))
 
 
 def test_demo_recipe_matches_its_yaml():
