@@ -168,14 +168,15 @@ def check_classes(classes, checkpoint: dict, path: str) -> None:
 
 
 def panoptic_json(metrics: dict, classes) -> dict:
-    """``pq``, ``sq``, ``rq`` (and ``n``), ``things``, ``stuff`` and ``per_class: {name: {pq, sq, rq, tp, fp, fn,
-    isthing}}`` (NaN -> null)."""
+    """``pq``, ``sq``, ``rq`` (and ``n``), ``things``, ``stuff``, ``per_class: {name: {pq, sq, rq, tp, fp, fn,
+    isthing}}`` and the semantic output's ``semantic_miou``, ``semantic_pixel_accuracy`` (NaN -> null)."""
     from pixelwise.engine.trainer import json_safe
 
     per_class = {classes[category]: {key: value for key, value in row.items() if key != "iou_sum"}
                  for category, row in metrics["per_class"].items()}
+    semantic = {key: metrics[key] for key in ("semantic_miou", "semantic_pixel_accuracy") if key in metrics}
     return json_safe({**{key: metrics[key] for key in ("pq", "sq", "rq", "n", "things", "stuff")},
-                      "per_class": per_class})
+                      "per_class": per_class, **semantic})
 
 
 def _semantic_table(metrics: dict, classes: list) -> str:
@@ -187,7 +188,11 @@ def _semantic_table(metrics: dict, classes: list) -> str:
 def _panoptic_table(metrics: dict, classes: list) -> str:
     from pixelwise.metrics import format_panoptic_table
 
-    return format_panoptic_table(metrics, classes)
+    table = format_panoptic_table(metrics, classes)
+    if "semantic_miou" in metrics:
+        table += f"\nsemantic output: mIoU {100 * metrics['semantic_miou']:.2f} %, pixel accuracy " \
+                 f"{100 * metrics['semantic_pixel_accuracy']:.2f} %"
+    return table
 
 
 def _instance_table(metrics: dict, classes: list) -> str:

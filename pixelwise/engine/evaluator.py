@@ -50,17 +50,21 @@ class Evaluator(Protocol):
 class SemanticEvaluator:
     """Semantic scores (:meth:`ConfusionMatrix.compute`) of logits ``N x C x H x W`` against ``inputs["mask"]``.
 
-    ``postprocess(logits, inputs)`` replaces the argmax (a CRF, for example).
+    ``postprocess(logits, inputs)`` replaces the argmax (a CRF, for example); ``output_key`` reads the logits
+    from a dict output (a panoptic model's ``"semantic"``).
     """
 
-    def __init__(self, num_classes: int, ignore_index: int = 255, postprocess: Postprocess | None = None) -> None:
+    def __init__(self, num_classes: int, ignore_index: int = 255, postprocess: Postprocess | None = None, *,
+                 output_key: str | None = None) -> None:
         self.confusion = ConfusionMatrix(num_classes, ignore_index=ignore_index)
-        self.postprocess = postprocess
+        self.postprocess, self.output_key = postprocess, output_key
 
     def reset(self) -> None:
         self.confusion.reset()
 
-    def process(self, inputs: dict[str, Any], outputs: torch.Tensor) -> None:
+    def process(self, inputs: dict[str, Any], outputs: Any) -> None:
+        if self.output_key is not None:
+            outputs = outputs[self.output_key]
         predictions = self.postprocess(outputs, inputs) if self.postprocess else outputs.argmax(1)
         self.confusion.update(predictions, inputs["mask"].to(predictions.device))
 
@@ -72,7 +76,8 @@ class SemanticEvaluator:
 
 class Evaluators:
     """Several evaluators as one: every call goes to each; ``evaluate`` merges their results, which must
-    not share a key (a clash is an error naming the key and both evaluators).
+    not share a key (a clash is an error naming the key and both evaluators). ``prefixes`` gives an
+    evaluator's keys a prefix (``{"semantic": "semantic_"}``: ``semantic_miou``, ``semantic_per_class``).
 
     >>> import torch
     >>> both = Evaluators({"a": SemanticEvaluator(2), "b": SemanticEvaluator(2)})
@@ -81,10 +86,15 @@ class Evaluators:
     Traceback (most recent call last):
     ...
     ValueError: evaluators 'a' and 'b' both report 'pixel_accuracy'; give each its own keys
+    >>> both = Evaluators({"a": SemanticEvaluator(2), "b": SemanticEvaluator(2)}, prefixes={"b": "b_"})
+    >>> both.process({"mask": torch.zeros(1, 1, 1, dtype=torch.long)}, torch.zeros(1, 2, 1, 1))
+    >>> result = both.evaluate(); result["pixel_accuracy"], result["b_pixel_accuracy"]
+    (1.0, 1.0)
     """
 
-    def __init__(self, evaluators: Mapping[str, Evaluator]) -> None:
+    def __init__(self, evaluators: Mapping[str, Evaluator], prefixes: Mapping[str, str] | None = None) -> None:
         self.evaluators = dict(evaluators)
+        self.prefixes = dict(prefixes or {})
 
     def reset(self) -> None:
         for evaluator in self.evaluators.values():
@@ -99,6 +109,7 @@ class Evaluators:
         owner: dict[str, str] = {}
         for name, evaluator in self.evaluators.items():
             for key, value in evaluator.evaluate().items():
+                key = self.prefixes.get(name, "") + key
                 if key in merged:
                     raise ValueError(f"evaluators {owner[key]!r} and {name!r} both report {key!r}; give each its "
                                      "own keys")

@@ -69,11 +69,15 @@ def datasets_with(task: str) -> list[str]:
 
 def task_evaluator(task: str, *, num_classes: int, ignore_index: int = 255, things: Sequence[int] = (),
                    stuffs: Sequence[int] = (), postprocess: Any = None) -> Evaluator:
-    """The evaluator of ``task``; its result holds :func:`score_key` of the task."""
-    if check_task(task) == "panoptic":
+    """The evaluator of ``task``; its result holds :func:`score_key` of the task. Panoptic models are also scored
+    on their semantic output (``outputs["semantic"]`` against the batch's ``"mask"``), under ``semantic_`` keys."""
+    if check_task(task) == "panoptic":  # PQ, and the semantic head's scores as semantic_miou, ...
+        from pixelwise.engine.evaluator import Evaluators
         from pixelwise.engine.panoptic import PanopticEvaluator
 
-        return PanopticEvaluator(things, stuffs)
+        return Evaluators({"panoptic": PanopticEvaluator(things, stuffs),
+                           "semantic": SemanticEvaluator(num_classes, ignore_index, output_key="semantic")},
+                          prefixes={"semantic": "semantic_"})
     if task == "instance":
         from pixelwise.engine.instance import MaskAPEvaluator
 

@@ -40,7 +40,8 @@ from pixelwise.models import split_outputs
 
 
 # The validation numbers written to TensorBoard (those the task's evaluator reports).
-TENSORBOARD_SCORES = ("miou", "pixel_accuracy", "fwiou", "pq", "sq", "rq", "mask_ap", "mask_ap50", "box_ap")
+TENSORBOARD_SCORES = ("miou", "pixel_accuracy", "fwiou", "pq", "sq", "rq", "semantic_miou", "mask_ap", "mask_ap50",
+                      "box_ap")
 # Steps skipped in a row for non-finite losses (skip_nonfinite) after which a run stops.
 MAX_SKIPS_IN_A_ROW = 25
 

@@ -1,6 +1,7 @@
 """The task contract at the config layer (pixelwise.engine.tasks): recipes, datasets, evaluators and scores."""
 
 import pytest
+import torch
 
 from pixelwise.data import DatasetError
 from pixelwise.engine.builders import check_resume_compatible, model_meta
@@ -21,7 +22,13 @@ def test_a_recipe_names_its_task_and_unknown_tasks_are_refused():
 
 def test_each_task_brings_its_evaluator_and_score():
     assert isinstance(task_evaluator("semantic", num_classes=3), SemanticEvaluator)
-    assert isinstance(task_evaluator("panoptic", num_classes=3, things=[1], stuffs=[0]), PanopticEvaluator)
+    panoptic = task_evaluator("panoptic", num_classes=3, things=[1], stuffs=[0])
+    assert isinstance(panoptic.evaluators["panoptic"], PanopticEvaluator)  # and the semantic head's mIoU:
+    pairs = torch.tensor([[[[0, 0], [1, 1]]]])  # 1 x 1 x 2: stuff 0, a thing of class 1
+    logits = torch.tensor([[[[5.0, 0.0]], [[0.0, 0.0]], [[0.0, 5.0]]]])  # predicts classes 0 and 2
+    panoptic.process({"panoptic": pairs, "mask": pairs[..., 0]}, {"panoptic": pairs, "semantic": logits})
+    result = panoptic.evaluate()
+    assert result["pq"] == 1.0 and result["semantic_pixel_accuracy"] == 0.5 and "semantic_per_class" in result
     assert isinstance(task_evaluator("instance", num_classes=3), MaskAPEvaluator)
     assert [score_key(task) for task in ("semantic", "panoptic", "instance")] == ["miou", "pq", "mask_ap"]
 
