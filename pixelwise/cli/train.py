@@ -133,15 +133,15 @@ def config_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from pixelwise.engine import train
-
     import os
 
-    summary = train(config_from_args(args), resume=args.resume, overwrite=args.overwrite,
-                    progress=not args.no_progress)
+    from pixelwise.engine import train
+    from pixelwise.engine.tasks import score_key
+
+    config = config_from_args(args)
+    summary = train(config, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, one summary line, not one per process
-        score = next(key for key in summary if key.startswith("best_") and key != "best_epoch")  # best_miou, best_pq
-        shown = ["epochs_completed", "iterations", score, "best_epoch"]
+        shown = ["epochs_completed", "iterations", f"best_{score_key(config.task)}", "best_epoch"]
         shown += [key for key in ("skipped_steps", "skipped_samples") if summary[key]]
         print(json.dumps({key: summary[key] for key in shown}))
     return 0

@@ -275,7 +275,6 @@ def write_run_figure(run_dir: Path, count: int) -> Path | None:
     runs: :func:`pixelwise.engine.panoptic.panoptic_dataset_figure`)."""
     from pixelwise.engine.checkpoint import checkpoint_palette
     from pixelwise.engine.inference import dataset_figure
-
     from pixelwise.engine.panoptic import panoptic_dataset_figure
 
     model, checkpoint = load_model(run_dir / "best.pt")

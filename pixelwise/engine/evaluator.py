@@ -117,12 +117,17 @@ class Evaluators:
         return merged
 
 
+def check_task_output(user: str, task: str, key: str, outputs: Any) -> None:
+    """Refuse, naming what was given, a model output without ``key``: a model of another task than ``task``."""
+    if not isinstance(outputs, Mapping) or key not in outputs:
+        got = f"a dict with keys {sorted(outputs)}" if isinstance(outputs, Mapping) else type(outputs).__name__
+        raise TypeError(f"{user} needs {with_article(task)} model's eval-mode output, a dict with {key!r}; got {got}")
+
+
 def check_task_batch(evaluator: str, task: str, key: str, inputs: Mapping[str, Any], outputs: Any) -> None:
     """Refuse, naming what was given, a model output without ``key`` (a model of another task) or a batch
     without it (a dataset built for another task): the checks of the instance and panoptic evaluators."""
-    if not isinstance(outputs, Mapping) or key not in outputs:
-        got = f"a dict with keys {sorted(outputs)}" if isinstance(outputs, Mapping) else type(outputs).__name__
-        raise TypeError(f"{evaluator} needs {with_article(task)} model's eval-mode output, a dict with {key!r}; got {got}")
+    check_task_output(evaluator, task, key, outputs)
     if key not in inputs:
         raise KeyError(f"{evaluator} needs the targets in the batch as {key!r} (a dataset built with task={task!r}); "
                        f"the batch has {sorted(inputs)}")

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pixelwise.engine.evaluator import check_task_batch
+from pixelwise.engine.evaluator import check_task_batch, check_task_output
 from pixelwise.metrics.panoptic import PanopticQuality
 
 __all__ = ["PanopticEvaluator", "panoptic_dataset_figure", "predict_panoptic"]
@@ -69,9 +69,7 @@ def predict_panoptic(model: nn.Module, image: np.ndarray, device: torch.device |
 
     model.eval()
     outputs = model(to_model_input(image, device))
-    if not isinstance(outputs, Mapping) or "panoptic" not in outputs:
-        raise TypeError(f"{type(model).__name__} is not a panoptic model: its eval-mode output has no 'panoptic' "
-                        "pairs (the panoptic task needs a model registered with task='panoptic')")
+    check_task_output(f"predict_panoptic ({type(model).__name__})", "panoptic", "panoptic", outputs)
     return outputs["panoptic"][0].cpu().numpy()
 
 

@@ -111,6 +111,7 @@ def _panoptic_writer(model: nn.Module, categories: list[dict], ids: list[int], d
 
 
 def _instance_writer(model: nn.Module, ids: list[int], device: Any, score_threshold: float) -> Callable:
+    from pixelwise.engine.evaluator import check_task_output
     from pixelwise.engine.inference import to_model_input
     from pixelwise.engine.instance import instances_to_coco
     from pixelwise.models.panoptic_fusion import heuristic_fusion
@@ -119,8 +120,7 @@ def _instance_writer(model: nn.Module, ids: list[int], device: Any, score_thresh
     def write(image: np.ndarray, image_id: int, files: list[Path]) -> tuple[np.ndarray, list[dict]]:
         model.eval()
         outputs = model(to_model_input(image, device))
-        if not isinstance(outputs, dict) or "instances" not in outputs:
-            raise TypeError(f"{type(model).__name__} is not an instance model: its output has no 'instances'")
+        check_task_output(f"predict --task instance ({type(model).__name__})", "instance", "instances", outputs)
         found = {key: value.cpu() for key, value in outputs["instances"][0].items()}
         entries = instances_to_coco(found, image_id, category_ids=ids)
         # The picture: the confident instances pasted by score (the fusion's rule), no stuff.
